@@ -1,0 +1,55 @@
+"""ratelimit-middleware: exact, fast rate limiting for Python web applications.
+
+The public API::
+
+    from ratelimit import Limit, Limiter, MemoryBackend
+
+    limiter = Limiter(MemoryBackend())
+    decision = limiter.hit("203.0.113.7", Limit("10/second", algorithm="token_bucket", burst=20))
+    if not decision.allowed:
+        ...  # answer 429, Retry-After: ceil(decision.retry_after)
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from ratelimit.backends import Backend, MemoryBackend, backend_from_url
+from ratelimit.decision import Decision
+from ratelimit.errors import BackendError, ConfigError, RateLimitError
+from ratelimit.limiter import Limiter
+from ratelimit.limits import Limit
+from ratelimit.rate import Rate
+
+if TYPE_CHECKING:
+    from ratelimit.backends.redis import RedisBackend
+
+try:
+    __version__ = version("ratelimit-middleware")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "ConfigError",
+    "Decision",
+    "Limit",
+    "Limiter",
+    "MemoryBackend",
+    "Rate",
+    "RateLimitError",
+    "RedisBackend",
+    "__version__",
+    "backend_from_url",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # RedisBackend imports redis-py: only when asked for, so the core needs no dependency.
+    if name == "RedisBackend":
+        from ratelimit.backends.redis import RedisBackend
+
+        return RedisBackend
+    raise AttributeError(f"module 'ratelimit' has no attribute {name!r}")

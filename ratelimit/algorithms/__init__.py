@@ -1,0 +1,38 @@
+"""The five algorithms, each a pure step over its per-key state.
+
+Every module here holds the whole arithmetic of one algorithm, and nothing else in the
+package does rate arithmetic (the Redis scripts in ``backends/lua`` mirror these modules and a
+parity test holds them to it). Time is an integer number of milliseconds and all counts are
+integers, so decisions are exact and identical on every backend.
+
+An algorithm object is built once per :class:`~ratelimit.Limit` and offers:
+
+``step(state, now_ms, cost) -> (new_state | None, Decision)``
+    The decision for a request of ``cost`` at ``now_ms`` given the key's ``state``
+    (``None`` for a fresh key). ``new_state`` is what to store when the request is admitted;
+    it is ``None`` when the request is rejected (a rejected request consumes nothing).
+
+``expires_at(state) -> int``
+    The time in ms at which ``state`` is back to a fresh key's state, so it can be dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ratelimit.decision import Decision
+
+__all__ = ["ALGORITHMS", "Algorithm"]
+
+#: The algorithm names accepted by ``Limit(algorithm=...)``.
+ALGORITHMS = ("fixed_window", "sliding_window", "sliding_log", "token_bucket", "leaky_bucket")
+
+
+class Algorithm(Protocol):
+    """What every algorithm object offers; see the module docstring."""
+
+    name: str
+
+    def step(self, state: Any, now: int, cost: int) -> tuple[Any, Decision]: ...
+
+    def expires_at(self, state: Any) -> int: ...

@@ -1,0 +1,77 @@
+"""Leaky bucket: a bucket of size ``B`` that drains at ``r = L / P`` per second.
+
+A request of cost ``c`` is admitted when ``level + c ≤ B`` and adds ``c`` to the level.
+
+``mode="shape"`` (the default) queues like nginx ``limit_req`` without ``nodelay``: an
+admitted request gets ``Decision.delay = level_before / r`` seconds, the time for what is
+ahead of it to drain, so requests leave at rate ``r``. With ``max_delay`` set, a request that
+would wait longer is rejected (and consumes nothing). ``mode="police"`` is ``nodelay``: no
+delay, the excess is rejected.
+
+The level is kept scaled by ``P`` (ms) so it stays an integer: one unit of cost is ``P`` and
+each millisecond drains ``L``. State: ``(last_ms << 64) | scaled_level``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ratelimit.decision import INF, Decision
+
+if TYPE_CHECKING:
+    from ratelimit.limits import Limit
+
+_MASK = (1 << 64) - 1
+
+
+class LeakyBucket:
+    """Draining bucket that shapes (delays) or polices (rejects) the excess."""
+
+    name = "leaky_bucket"
+    __slots__ = ("_full", "_max_wait", "_shape", "capacity", "limit", "period", "policy")
+
+    def __init__(self, policy: Limit) -> None:
+        self.policy = policy
+        self.limit = policy.rate.limit
+        self.period = policy.rate.period_ms
+        self.capacity = policy.capacity
+        self._full = self.capacity * self.period
+        self._shape = policy.mode == "shape"
+        # The largest scaled level a request may queue behind: max_delay (ms) × drain per ms.
+        max_delay = policy.max_delay
+        self._max_wait = (
+            round(max_delay * 1000) * self.limit if self._shape and max_delay is not None else None
+        )
+
+    def step(self, state: int | None, now: int, cost: int) -> tuple[int | None, Decision]:
+        rate, period, full = self.limit, self.period, self._full
+        level = 0
+        if state is not None:
+            last = state >> 64
+            if now < last:  # a clock that went back: no drain, no time travel
+                now = last
+            level = max(0, (state & _MASK) - (now - last) * rate)
+        need = cost * period
+        max_wait = self._max_wait
+        if level + need <= full and (max_wait is None or level <= max_wait):
+            delay = level / (rate * 1000) if self._shape else 0.0
+            level += need
+            reset = -(-level // rate) / 1000
+            decision = Decision(
+                True, self.capacity, (full - level) // period, reset, 0.0, delay, self.policy
+            )
+            return (now << 64) | level, decision
+        if cost > self.capacity:
+            retry = INF
+        else:
+            wait = max(0, level + need - full)
+            if max_wait is not None:
+                wait = max(wait, level - max_wait)
+            retry = -(-wait // rate) / 1000
+        reset = -(-level // rate) / 1000
+        return None, Decision(
+            False, self.capacity, (full - level) // period, reset, retry, 0.0, self.policy
+        )
+
+    def expires_at(self, state: int) -> int:
+        return (state >> 64) + -(-(state & _MASK) // self.limit)

@@ -1,0 +1,57 @@
+"""Sliding log: exact; keeps the time of every admitted unit of cost in ``(now − P, now]``.
+
+Admits while ``len(log) + cost ≤ L``. Exact at every instant, but memory is O(L) per key
+(one timestamp per admitted unit of cost), so keep it for small limits such as logins.
+
+State: a tuple of admission times in ms, oldest first, one entry per unit of cost.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from typing import TYPE_CHECKING
+
+from ratelimit.decision import INF, Decision
+
+if TYPE_CHECKING:
+    from ratelimit.limits import Limit
+
+
+class SlidingLog:
+    """Exact log of admission times; see the module docstring."""
+
+    name = "sliding_log"
+    __slots__ = ("capacity", "limit", "period", "policy")
+
+    def __init__(self, policy: Limit) -> None:
+        self.policy = policy
+        self.limit = policy.rate.limit
+        self.capacity = self.limit
+        self.period = policy.rate.period_ms
+
+    def step(
+        self, state: tuple[int, ...] | None, now: int, cost: int
+    ) -> tuple[tuple[int, ...] | None, Decision]:
+        limit, period = self.limit, self.period
+        log = state or ()
+        if log:
+            if log[-1] > now:  # a clock that went back: never reorder the log
+                now = log[-1]
+            log = log[bisect_right(log, now - period) :]  # entries at or before now − P expired
+        used = len(log)
+        if used + cost <= limit:
+            log = log + (now,) * cost
+            decision = Decision(
+                True, limit, limit - used - cost, period / 1000, 0.0, 0.0, self.policy
+            )
+            return log, decision
+        reset = (log[-1] + period - now) / 1000 if log else 0.0
+        if cost > limit:
+            retry = INF
+        else:
+            # The oldest (used − (limit − cost)) entries must leave the window first.
+            retry = (log[used - (limit - cost) - 1] + period - now) / 1000
+        return None, Decision(False, limit, limit - used, reset, retry, 0.0, self.policy)
+
+    def expires_at(self, state: tuple[int, ...]) -> int:
+        return state[-1] + self.period

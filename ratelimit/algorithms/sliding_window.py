@@ -1,0 +1,82 @@
+"""Sliding window counter (the weighted counter Cloudflare describes).
+
+Counts per fixed window as :mod:`fixed_window` does, but admits only while
+``prev · (P − e) / P + curr + cost ≤ L``, where ``e`` is the time since the current window
+began: the previous window's count is weighted by how much of it still overlaps the sliding
+window ``(now − P, now]``. O(1) memory, smooths the edge burst of a fixed window; it assumes
+the previous window's requests were spread evenly.
+
+All arithmetic is in integers: the test is ``prev · (P − e) + (curr + cost) · P ≤ L · P``.
+
+State: window index, previous count, current count, packed as
+``(window · (L + 1) + prev) · (L + 1) + curr``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ratelimit.decision import INF, Decision
+
+if TYPE_CHECKING:
+    from ratelimit.limits import Limit
+
+
+class SlidingWindow:
+    """Weighted two-window counter; see the module docstring for the formula."""
+
+    name = "sliding_window"
+    __slots__ = ("_base", "capacity", "limit", "period", "policy")
+
+    def __init__(self, policy: Limit) -> None:
+        self.policy = policy
+        self.limit = policy.rate.limit
+        self.capacity = self.limit
+        self.period = policy.rate.period_ms
+        self._base = self.limit + 1
+
+    def _counts(self, state: int | None, window: int) -> tuple[int, int]:
+        """(previous, current) counts as seen from ``window``."""
+        if state is None:
+            return 0, 0
+        rest, curr = divmod(state, self._base)
+        saved_window, prev = divmod(rest, self._base)
+        if saved_window == window:
+            return prev, curr
+        if saved_window == window - 1:
+            return curr, 0
+        return 0, 0
+
+    def step(self, state: int | None, now: int, cost: int) -> tuple[int | None, Decision]:
+        limit, period = self.limit, self.period
+        window, elapsed = divmod(now, period)
+        start = window * period
+        prev, curr = self._counts(state, window)
+        weight = period - elapsed  # how much of the previous window still overlaps, in ms
+        free = limit * period - prev * weight - curr * period  # spare capacity, scaled by P
+        if cost * period <= free:
+            curr += cost
+            free -= cost * period
+            reset = (start + 2 * period - now) / 1000
+            decision = Decision(True, limit, free // period, reset, 0.0, 0.0, self.policy)
+            return (window * self._base + prev) * self._base + curr, decision
+        if curr:
+            reset = (start + 2 * period - now) / 1000
+        elif prev:
+            reset = (start + period - now) / 1000
+        else:
+            reset = 0.0
+        if cost > limit:
+            retry = INF
+        elif curr + cost <= limit:
+            # Wait until the previous window's weight has shrunk enough.
+            retry = (start + period - ((limit - curr - cost) * period) // prev - now) / 1000
+        else:
+            # Wait into the next window, where the current count becomes the previous one.
+            retry = (start + 2 * period - ((limit - cost) * period) // curr - now) / 1000
+        return None, Decision(False, limit, max(0, free // period), reset, retry, 0.0, self.policy)
+
+    def expires_at(self, state: int) -> int:
+        rest, curr = divmod(state, self._base)
+        window, _prev = divmod(rest, self._base)
+        return (window + (2 if curr else 1)) * self.period

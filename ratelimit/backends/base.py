@@ -1,0 +1,34 @@
+"""What a storage backend offers the :class:`~ratelimit.Limiter`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from ratelimit.decision import Decision
+from ratelimit.limits import Limit
+
+__all__ = ["Backend"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A store of per-key limit state that decides atomically.
+
+    ``decide`` runs the algorithm of every limit in ``limits`` for ``key`` at the backend's
+    current time, in one atomic step: when every limit admits ``cost`` and ``consume`` is
+    true, every limit's new state is stored; otherwise nothing is. It returns one
+    :class:`Decision` per limit, in order. Failures raise :class:`~ratelimit.BackendError`.
+    """
+
+    def decide(
+        self, key: str, limits: Sequence[Limit], cost: int, consume: bool = True
+    ) -> list[Decision]: ...
+
+    async def adecide(
+        self, key: str, limits: Sequence[Limit], cost: int, consume: bool = True
+    ) -> list[Decision]: ...
+
+    def reset(self, key: str, limits: Sequence[Limit]) -> None: ...
+
+    async def areset(self, key: str, limits: Sequence[Limit]) -> None: ...

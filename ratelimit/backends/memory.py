@@ -1,0 +1,158 @@
+"""In-process backend: a dict per limit, one lock, lazy expiry, bounded by ``max_keys``.
+
+State lives in this process only: with several worker processes each has its own budget
+(use :class:`~ratelimit.RedisBackend` to share limits across processes or hosts).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ratelimit.algorithms import Algorithm
+from ratelimit.decision import Decision
+from ratelimit.errors import ConfigError
+from ratelimit.limits import Limit
+
+__all__ = ["MemoryBackend"]
+
+#: How many least-recently-used entries an insert looks at for expiry (bounded work per call).
+_EXPIRE_PER_INSERT = 2
+
+
+class _Table:
+    """The states of one limit id: client key → state, least recently used first."""
+
+    __slots__ = ("data", "impl")
+
+    def __init__(self, impl: Algorithm) -> None:
+        self.impl = impl
+        self.data: dict[str, Any] = {}
+
+
+class MemoryBackend:
+    """Thread-safe and asyncio-safe in-memory state for the :class:`~ratelimit.Limiter`.
+
+    Args:
+        max_keys: the most (limit, key) counters kept. Past it, the least recently used
+            counter of the largest limit table is evicted (an evicted key starts fresh).
+        clock: seconds as a float, monotonic; injectable for tests.
+
+    No background thread: expired counters are dropped lazily, as new keys arrive (each
+    insert drops up to two expired least-recently-used entries of its table) or by
+    :meth:`purge_expired`.
+    """
+
+    def __init__(
+        self, max_keys: int = 1_000_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
+            raise ConfigError(f"max_keys must be a whole number of at least 1, got {max_keys!r}")
+        self.max_keys = max_keys
+        self._clock = clock
+        self._tables: dict[str, _Table] = {}
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """The number of counters currently held."""
+        return self._size
+
+    def now_ms(self) -> int:
+        """The backend clock in whole milliseconds."""
+        return round(self._clock() * 1000)
+
+    def decide(
+        self, key: str, limits: Sequence[Limit], cost: int, consume: bool = True
+    ) -> list[Decision]:
+        """Decide for ``key`` under every limit at once; see :class:`~ratelimit.backends.Backend`."""
+        now = round(self._clock() * 1000)
+        with self._lock:
+            if len(limits) == 1:
+                limit = limits[0]
+                table = self._tables.get(limit.id) or self._table(limit)
+                data = table.data
+                state = data.pop(key, None)  # popped and put back: most recently used last
+                new_state, decision = limit.impl.step(state, now, cost)
+                if new_state is not None and consume:
+                    data[key] = new_state
+                    if state is None:
+                        self._added(table, now)
+                elif state is not None:
+                    data[key] = state
+                return [decision]
+            tables = [self._tables.get(limit.id) or self._table(limit) for limit in limits]
+            states = [table.data.pop(key, None) for table in tables]
+            steps = [
+                limit.impl.step(state, now, cost)
+                for limit, state in zip(limits, states, strict=True)
+            ]
+            admitted = consume and all(decision.allowed for _, decision in steps)
+            for table, state, (new_state, _) in zip(tables, states, steps, strict=True):
+                if admitted:
+                    table.data[key] = new_state
+                    if state is None:
+                        self._added(table, now)
+                elif state is not None:
+                    table.data[key] = state
+            return [decision for _, decision in steps]
+
+    async def adecide(
+        self, key: str, limits: Sequence[Limit], cost: int, consume: bool = True
+    ) -> list[Decision]:
+        """:meth:`decide` for asyncio code (never blocks beyond the lock's microseconds)."""
+        return self.decide(key, limits, cost, consume)
+
+    def reset(self, key: str, limits: Sequence[Limit]) -> None:
+        """Forget ``key``'s counters under ``limits``: it starts fresh."""
+        with self._lock:
+            for limit in limits:
+                table = self._tables.get(limit.id)
+                if table is not None and table.data.pop(key, None) is not None:
+                    self._size -= 1
+
+    async def areset(self, key: str, limits: Sequence[Limit]) -> None:
+        """:meth:`reset` for asyncio code."""
+        self.reset(key, limits)
+
+    def get_state(self, key: str, limit: Limit) -> Any:
+        """The raw stored state of ``key`` under ``limit`` (``None`` when fresh); for tools."""
+        with self._lock:
+            table = self._tables.get(limit.id)
+            return None if table is None else table.data.get(key)
+
+    def purge_expired(self) -> int:
+        """Drop every counter whose state is back to fresh; returns how many were dropped."""
+        now = self.now_ms()
+        dropped = 0
+        with self._lock:
+            for table in self._tables.values():
+                expires_at = table.impl.expires_at
+                dead = [k for k, state in table.data.items() if expires_at(state) <= now]
+                for k in dead:
+                    del table.data[k]
+                dropped += len(dead)
+            self._size -= dropped
+        return dropped
+
+    def _table(self, limit: Limit) -> _Table:
+        table = self._tables[limit.id] = _Table(limit.impl)
+        return table
+
+    def _added(self, table: _Table, now: int) -> None:
+        """Account for a new counter in ``table``: expire a little, evict past ``max_keys``."""
+        self._size += 1
+        data = table.data
+        expires_at = table.impl.expires_at
+        for _ in range(_EXPIRE_PER_INSERT):
+            oldest = next(iter(data))  # never empty: the new key is in it, and not expired
+            if expires_at(data[oldest]) > now:
+                break
+            del data[oldest]
+            self._size -= 1
+        while self._size > self.max_keys:
+            largest = max(self._tables.values(), key=lambda t: len(t.data))
+            del largest.data[next(iter(largest.data))]
+            self._size -= 1

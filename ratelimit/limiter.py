@@ -1,0 +1,94 @@
+"""``Limiter``: limits + a backend → decisions, for sync and asyncio code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+from ratelimit.backends import backend_from_url
+from ratelimit.backends.base import Backend
+from ratelimit.decision import Decision, combine
+from ratelimit.errors import ConfigError
+from ratelimit.limits import Limit
+
+__all__ = ["Limiter"]
+
+
+@lru_cache(maxsize=256)
+def _limit_from_text(text: str) -> Limit:
+    return Limit(text)
+
+
+def _as_limits(limits: tuple[Limit | str, ...]) -> Sequence[Limit]:
+    if not limits:
+        raise ConfigError("no limit given: pass at least one Limit or rate text")
+    for item in limits:
+        if type(item) is not Limit:
+            return [item if isinstance(item, Limit) else _limit_from_text(item) for item in limits]
+    return limits  # type: ignore[return-value]  # every item is a Limit (checked above)
+
+
+def _check_cost(cost: int) -> None:
+    if type(cost) is not int or cost < 1:
+        raise ConfigError(f"cost must be a whole number of at least 1, got {cost!r}")
+
+
+def _peeked(decision: Decision) -> Decision:
+    """A dry-run decision for cost 1 reported as the state before it: add the 1 back."""
+    if decision.allowed:
+        return decision._replace(remaining=decision.remaining + 1, delay=0.0)
+    return decision
+
+
+class Limiter:
+    """Checks requests against limits, stored in a backend.
+
+    >>> limiter = Limiter(MemoryBackend())
+    >>> login = Limit("5/minute", name="login")
+    >>> limiter.hit("203.0.113.7", login).allowed
+    True
+
+    Several limits in one call are decided atomically: the request is admitted only if
+    every limit admits it, and then every limit consumes its cost; if any rejects, none
+    consumes. The returned :class:`Decision` is the most restrictive one.
+
+    Args:
+        backend: a backend object, or a URL for :func:`backend_from_url`.
+    """
+
+    def __init__(self, backend: Backend | str = "memory://") -> None:
+        self.backend: Backend = backend_from_url(backend) if isinstance(backend, str) else backend
+
+    def hit(self, key: str, *limits: Limit | str, cost: int = 1) -> Decision:
+        """Count a request of ``cost`` for ``key`` against ``limits``; return the decision."""
+        if cost != 1:
+            _check_cost(cost)
+        return combine(self.backend.decide(key, _as_limits(limits), cost, True))
+
+    async def ahit(self, key: str, *limits: Limit | str, cost: int = 1) -> Decision:
+        """:meth:`hit` for asyncio code."""
+        if cost != 1:
+            _check_cost(cost)
+        return combine(await self.backend.adecide(key, _as_limits(limits), cost, True))
+
+    def peek(self, key: str, *limits: Limit | str) -> Decision:
+        """The state of ``key`` without counting anything.
+
+        ``allowed`` and ``retry_after`` tell whether a request of cost 1 would be admitted
+        now; ``remaining`` is how many would be.
+        """
+        decisions = self.backend.decide(key, _as_limits(limits), 1, False)
+        return combine([_peeked(d) for d in decisions])
+
+    async def apeek(self, key: str, *limits: Limit | str) -> Decision:
+        """:meth:`peek` for asyncio code."""
+        decisions = await self.backend.adecide(key, _as_limits(limits), 1, False)
+        return combine([_peeked(d) for d in decisions])
+
+    def reset(self, key: str, *limits: Limit | str) -> None:
+        """Forget ``key``'s counters under ``limits``: it starts fresh."""
+        self.backend.reset(key, _as_limits(limits))
+
+    async def areset(self, key: str, *limits: Limit | str) -> None:
+        """:meth:`reset` for asyncio code."""
+        await self.backend.areset(key, _as_limits(limits))

@@ -1,0 +1,130 @@
+"""``Limit``: a rate, an algorithm and its options — what one counter enforces.
+
+Counters are identified by :attr:`Limit.id` (the limit's ``name``, or its algorithm, rate and
+burst) plus the client key, so two ``Limit`` objects with the same id share counters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ratelimit.algorithms import ALGORITHMS
+from ratelimit.algorithms.fixed_window import FixedWindow
+from ratelimit.algorithms.leaky_bucket import LeakyBucket
+from ratelimit.algorithms.sliding_log import SlidingLog
+from ratelimit.algorithms.sliding_window import SlidingWindow
+from ratelimit.algorithms.token_bucket import TokenBucket
+from ratelimit.decision import Decision, combine
+from ratelimit.errors import ConfigError
+from ratelimit.rate import MAX_EXACT, Rate
+
+if TYPE_CHECKING:
+    from ratelimit.algorithms import Algorithm
+
+__all__ = ["BUCKETS", "MODES", "Decision", "Limit", "combine"]
+
+#: Algorithms that take a ``burst`` (their capacity; default: the rate's limit).
+BUCKETS = ("token_bucket", "leaky_bucket")
+#: Leaky-bucket modes: ``shape`` delays admitted requests, ``police`` only rejects.
+MODES = ("shape", "police")
+
+_IMPLEMENTATIONS: dict[str, Any] = {
+    "fixed_window": FixedWindow,
+    "sliding_window": SlidingWindow,
+    "sliding_log": SlidingLog,
+    "token_bucket": TokenBucket,
+    "leaky_bucket": LeakyBucket,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One rate limit: ``rate`` enforced by ``algorithm``.
+
+    Args:
+        rate: a :class:`Rate` or rate text such as ``"10/second"``.
+        algorithm: one of ``fixed_window`` (default), ``sliding_window``, ``sliding_log``,
+            ``token_bucket``, ``leaky_bucket``.
+        burst: the bucket size for ``token_bucket`` and ``leaky_bucket`` (default: the rate's
+            limit). Not accepted by the window algorithms.
+        name: names the counter; limits with the same name share counters. Default: derived
+            from the algorithm, rate and burst.
+        mode: ``leaky_bucket`` only: ``"shape"`` (default; admitted requests carry a delay)
+            or ``"police"`` (no delay).
+        max_delay: ``leaky_bucket`` in ``shape`` mode only: the longest delay, in seconds,
+            a request may be given; one that would wait longer is rejected.
+
+    Raises:
+        ConfigError: for an unknown algorithm or mode, a bad burst, rate or max_delay.
+    """
+
+    rate: Rate
+    algorithm: str = "fixed_window"
+    burst: int | None = None
+    name: str | None = None
+    mode: str | None = None
+    max_delay: float | None = None
+    capacity: int = field(init=False, repr=False, compare=False)
+    id: str = field(init=False, repr=False, compare=False)
+    impl: Algorithm = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        rate = Rate.parse(self.rate)
+        set_(self, "rate", rate)
+        algorithm = self.algorithm
+        if algorithm not in ALGORITHMS:
+            raise ConfigError(
+                f"unknown algorithm {algorithm!r} (use one of: {', '.join(ALGORITHMS)})"
+            )
+        burst = self.burst
+        if burst is not None:
+            if algorithm not in BUCKETS:
+                raise ConfigError(
+                    f"burst is for token_bucket and leaky_bucket only, not {algorithm}"
+                )
+            if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+                raise ConfigError(f"burst must be a whole number of at least 1, got {burst!r}")
+            if burst * rate.period_ms > MAX_EXACT:
+                raise ConfigError(f"burst {burst} is too large for period {rate.period}s")
+        capacity = burst if burst is not None else rate.limit
+        set_(self, "capacity", capacity)
+        if self.mode is not None:
+            if algorithm != "leaky_bucket":
+                raise ConfigError(f"mode is for leaky_bucket only, not {algorithm}")
+            if self.mode not in MODES:
+                raise ConfigError(f"unknown leaky_bucket mode {self.mode!r} (use shape or police)")
+        elif algorithm == "leaky_bucket":
+            set_(self, "mode", "shape")
+        if self.max_delay is not None:
+            max_delay = self.max_delay
+            if self.mode != "shape":
+                raise ConfigError("max_delay is for leaky_bucket in shape mode only")
+            if (
+                isinstance(max_delay, bool)
+                or not isinstance(max_delay, int | float)
+                or not math.isfinite(max_delay)
+                or max_delay < 0
+            ):
+                raise ConfigError(
+                    f"max_delay must be a finite number of seconds ≥ 0, got {max_delay!r}"
+                )
+        if self.name is not None and (not isinstance(self.name, str) or not self.name):
+            raise ConfigError(f"a limit name must be non-empty text, got {self.name!r}")
+        ident = self.name
+        if ident is None:
+            ident = f"{algorithm}:{rate.limit}/{rate.period_ms}ms"
+            if capacity != rate.limit:
+                ident += f":b{capacity}"
+        set_(self, "id", ident)
+        set_(self, "impl", _IMPLEMENTATIONS[algorithm](self))
+
+    def __str__(self) -> str:
+        text = f"{self.rate} ({self.algorithm}"
+        if self.burst is not None:
+            text += f", burst {self.burst}"
+        if self.mode is not None:
+            text += f", {self.mode}"
+        return text + ")"
