@@ -10,13 +10,14 @@ from ratelimit.backends.base import Backend
 from ratelimit.decision import Decision, combine
 from ratelimit.errors import ConfigError
 from ratelimit.limits import Limit
+from ratelimit.rate import Rate
 
 __all__ = ["Limiter"]
 
 
 @lru_cache(maxsize=256)
 def _limit_from_text(text: str) -> Limit:
-    return Limit(text)
+    return Limit(Rate.parse(text))
 
 
 def _as_limits(limits: tuple[Limit | str, ...]) -> Sequence[Limit]:

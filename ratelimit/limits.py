@@ -72,7 +72,7 @@ class Limit:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        rate = Rate.parse(self.rate)
+        rate = Rate.parse(self.rate)  # rate text is accepted too
         set_(self, "rate", rate)
         algorithm = self.algorithm
         if algorithm not in ALGORITHMS:

@@ -71,7 +71,8 @@ class Rate:
         period_ms = round(period * 1000)
         if period_ms < 1 or abs(period_ms - period * 1000) > 1e-6 * max(1.0, period * 1000):
             raise ConfigError(
-                f"rate period must be a whole number of milliseconds (at least 0.001 s), got {period!r}"
+                "rate period must be a whole number of milliseconds (at least 0.001 s), "
+                f"got {period!r}"
             )
         if limit * period_ms > MAX_EXACT:
             raise ConfigError(

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ratelimit.backends.base import Backend
 from ratelimit.backends.memory import MemoryBackend
 from ratelimit.errors import ConfigError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Backend", "MemoryBackend", "backend_from_url"]
 
@@ -45,7 +42,8 @@ def backend_from_url(url: str, **options: Any) -> Backend:
             from ratelimit.backends.redis import RedisBackend
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ConfigError(
-                f"backend URL {url!r} needs the redis extra: pip install 'ratelimit-middleware[redis]'"
+                f"backend URL {url!r} needs the redis extra: "
+                "pip install 'ratelimit-middleware[redis]'"
             ) from exc
         backend: Backend = RedisBackend.from_url(url, **options)
         return backend

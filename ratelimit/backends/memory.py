@@ -67,7 +67,7 @@ class MemoryBackend:
     def decide(
         self, key: str, limits: Sequence[Limit], cost: int, consume: bool = True
     ) -> list[Decision]:
-        """Decide for ``key`` under every limit at once; see :class:`~ratelimit.backends.Backend`."""
+        """Decide for ``key`` under every limit at once (see :class:`Backend`)."""
         now = round(self._clock() * 1000)
         with self._lock:
             if len(limits) == 1:
