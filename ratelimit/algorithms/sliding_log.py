@@ -46,11 +46,9 @@ class SlidingLog:
             )
             return log, decision
         reset = (log[-1] + period - now) / 1000 if log else 0.0
-        if cost > limit:
-            retry = INF
-        else:
-            # The oldest (used − (limit − cost)) entries must leave the window first.
-            retry = (log[used - (limit - cost) - 1] + period - now) / 1000
+        # Unless the cost can never fit, the oldest (used − (limit − cost)) entries must
+        # leave the window first.
+        retry = INF if cost > limit else (log[used - (limit - cost) - 1] + period - now) / 1000
         return None, Decision(False, limit, limit - used, reset, retry, 0.0, self.policy)
 
     def expires_at(self, state: tuple[int, ...]) -> int:
