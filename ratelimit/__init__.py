@@ -15,6 +15,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from ratelimit.algorithms import ALGORITHMS
 from ratelimit.backends import Backend, MemoryBackend, backend_from_url
 from ratelimit.decision import Decision
 from ratelimit.errors import BackendError, ConfigError, RateLimitError
@@ -31,6 +32,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "ALGORITHMS",
     "Backend",
     "BackendError",
     "ConfigError",

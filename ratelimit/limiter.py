@@ -62,13 +62,13 @@ class Limiter:
 
     def hit(self, key: str, *limits: Limit | str, cost: int = 1) -> Decision:
         """Count a request of ``cost`` for ``key`` against ``limits``; return the decision."""
-        if cost != 1:
+        if cost != 1 or type(cost) is not int:
             _check_cost(cost)
         return combine(self.backend.decide(key, _as_limits(limits), cost, True))
 
     async def ahit(self, key: str, *limits: Limit | str, cost: int = 1) -> Decision:
         """:meth:`hit` for asyncio code."""
-        if cost != 1:
+        if cost != 1 or type(cost) is not int:
             _check_cost(cost)
         return combine(await self.backend.adecide(key, _as_limits(limits), cost, True))
 

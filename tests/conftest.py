@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
@@ -43,12 +43,14 @@ def memory(clock: FakeClock) -> Iterator[MemoryBackend]:
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """In CI (CI=true), a skipped test marked ``redis`` is turned into a failure."""
-    outcome = yield
-    report = outcome.get_result()
+    report = yield
     if IN_CI and report.skipped and item.get_closest_marker("redis") is not None:
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"Redis test skipped in CI, which counts as a failure: {reason}"
+    return report
