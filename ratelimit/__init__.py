@@ -19,6 +19,7 @@ from ratelimit.algorithms import ALGORITHMS
 from ratelimit.backends import Backend, MemoryBackend, backend_from_url
 from ratelimit.decision import Decision
 from ratelimit.errors import BackendError, ConfigError, RateLimitError
+from ratelimit.http.config import Config
 from ratelimit.limiter import Limiter
 from ratelimit.limits import Limit
 from ratelimit.rate import Rate
@@ -35,6 +36,7 @@ __all__ = [
     "ALGORITHMS",
     "Backend",
     "BackendError",
+    "Config",
     "ConfigError",
     "Decision",
     "Limit",

@@ -1,0 +1,162 @@
+"""Pure ASGI middleware (not ``BaseHTTPMiddleware``): HTTP and WebSocket, lifespan untouched.
+
+::
+
+    from ratelimit.asgi import RateLimitMiddleware
+    app = RateLimitMiddleware(app, config="ratelimit.toml")
+    # Starlette / FastAPI: app.add_middleware(RateLimitMiddleware, config="ratelimit.toml")
+
+Rate-limit headers are added once to ``http.response.start`` (so streaming responses get
+them too) and to ``websocket.accept``. A rejected WebSocket handshake gets the 429 reply
+through the ASGI WebSocket denial response extension when the server offers it, else the
+handshake is closed with code 1008 (policy violation). Leaky-bucket shaping waits with
+``asyncio.sleep``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ratelimit.backends.base import Backend
+from ratelimit.http.config import Config
+from ratelimit.http.engine import Engine, RejectHandler
+from ratelimit.http.headers import HeaderPairs, Reply
+from ratelimit.http.keys import RequestInfo
+
+__all__ = ["AsgiRequest", "RateLimitMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: The scope key under which the middleware leaves its engine (for the endpoint decorators).
+SCOPE_KEY = "ratelimit.engine"
+
+
+class AsgiRequest(RequestInfo):
+    """A :class:`RequestInfo` over an ASGI scope."""
+
+    __slots__ = ()
+
+    def header(self, name: str) -> str | None:
+        """The header's value (repeated fields joined with ``,``), decoded as Latin-1."""
+        target = name.encode("latin-1")
+        values = [v.decode("latin-1") for k, v in self.native["headers"] if k.lower() == target]
+        return ",".join(values) if values else None
+
+    def user(self) -> str | None:
+        """``scope["user"]`` (Starlette's AuthenticationMiddleware) when authenticated."""
+        return user_identity(self.native.get("user"))
+
+
+def user_identity(user: Any) -> str | None:
+    """The identity of a Starlette user object, or ``None`` when anonymous."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    try:
+        ident = user.identity
+    except (NotImplementedError, AttributeError):
+        ident = getattr(user, "display_name", None)
+    return str(ident) if ident else None
+
+
+def request_info(scope: Scope) -> AsgiRequest:
+    """The engine's view of an HTTP or WebSocket scope."""
+    client = scope.get("client")
+    method = scope["method"] if scope["type"] == "http" else "GET"
+    return AsgiRequest(method, scope["path"], client[0] if client else None, scope)
+
+
+class RateLimitMiddleware:
+    """Rate-limit an ASGI application.
+
+    Args:
+        app: the ASGI application to wrap.
+        config: a TOML path, a dict of the same shape or a :class:`~ratelimit.Config`.
+        backend: a ready backend object instead of ``config.backend`` (for tests, or to
+            share one backend between apps).
+        on_reject: ``(request, decision) -> Reply`` replacing the 429 problem+json reply.
+        engine: a ready :class:`~ratelimit.http.engine.Engine` (overrides the others).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: Config | Any = None,
+        *,
+        backend: Backend | None = None,
+        on_reject: RejectHandler | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.app = app
+        self.engine = engine or Engine(config, backend=backend, on_reject=on_reject)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)  # lifespan and anything else: untouched
+            return
+        engine = self.engine
+        scope[SCOPE_KEY] = engine
+        plan = engine.plan(scope["method"] if kind == "http" else "GET", scope["path"])
+        if plan is None:
+            await self.app(scope, receive, send)
+            return
+        outcome = await engine.arun(plan, request_info(scope))
+        if outcome.reply is not None:
+            if kind == "http":
+                await send_reply(send, outcome.reply)
+            else:
+                await deny_websocket(scope, receive, send, outcome.reply)
+            return
+        if outcome.delay:
+            await asyncio.sleep(outcome.delay)
+        extra = outcome.headers
+        if not extra:
+            await self.app(scope, receive, send)
+            return
+        start = "http.response.start" if kind == "http" else "websocket.accept"
+        await self.app(scope, receive, _adding_headers(send, start, extra))
+
+
+def _adding_headers(send: Send, start: str, extra: HeaderPairs) -> Send:
+    """``send``, adding ``extra`` to the first ``start`` message (exactly once)."""
+    pending = True
+
+    async def send_with_headers(message: Message) -> None:
+        nonlocal pending
+        if pending and message["type"] == start:
+            pending = False
+            message = dict(message)
+            message["headers"] = [*message.get("headers", ()), *extra]
+        await send(message)
+
+    return send_with_headers
+
+
+async def send_reply(send: Send, reply: Reply) -> None:
+    """Send a complete HTTP response."""
+    await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+async def deny_websocket(scope: Scope, receive: Receive, send: Send, reply: Reply) -> None:
+    """Refuse a WebSocket handshake: the HTTP reply if the server can send one, else 1008."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return  # the client went away
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": reply.status,
+                "headers": reply.headers,
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": reply.body})
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": "rate limited"})

@@ -1,0 +1,258 @@
+"""The request-handling engine shared by every adapter (ASGI, WSGI, Django).
+
+The data path, top to bottom::
+
+    method, path ──► plan (the matching rules, compiled and cached)
+    request      ──► counter key(s)
+                 ──► ONE backend decide() with every limit of every matching rule
+                 ──► Outcome: pass (+ headers, + shaping delay) | 429 | 503
+
+The logic is written once, as a generator that yields the backend calls it needs
+(:meth:`Engine.flow`); :meth:`Engine.run` drives it with ``backend.decide`` and
+:meth:`Engine.arun` with ``await backend.adecide``. That is the only difference between the
+sync and async paths; the delay wait is left to the adapter (``time.sleep`` or
+``asyncio.sleep``).
+
+Matching rules that identify clients the same way and share a cost are checked in one
+atomic call. Rules that need different keys (say ``ip`` and ``header:x-api-key``) or costs
+cannot share a call: the engine then first checks every group without consuming, and only if
+all admit does it consume each; a concurrent request can slip between those calls, so
+across such groups the check is not atomic (within a group it always is).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, NamedTuple
+
+from ratelimit.backends import backend_from_url
+from ratelimit.backends.base import Backend
+from ratelimit.decision import Decision, combine
+from ratelimit.http.config import Config, load_config
+from ratelimit.http.headers import (
+    HeaderPairs,
+    Reply,
+    join_policies,
+    label_of,
+    render,
+    service_unavailable,
+    too_many_requests,
+)
+from ratelimit.http.keys import ClientIdentity, RequestInfo, compile_key
+from ratelimit.http.rules import Rule, normalize_path
+from ratelimit.limits import Limit
+
+__all__ = ["Call", "Engine", "Outcome", "Plan", "RejectHandler"]
+
+log = logging.getLogger("ratelimit")
+
+#: ``(key, limits, cost, consume)``: the arguments of one backend ``decide`` call.
+Call = tuple[str, Sequence[Limit], int, bool]
+#: An overridable 429 handler: ``(request, decision) -> Reply``. The rate-limit headers are
+#: added to its reply.
+RejectHandler = Callable[[RequestInfo, Decision], Reply]
+
+_PLAN_CACHE_SIZE = 4096
+
+
+class Group(NamedTuple):
+    """Limits checked in one backend call: same key function, same cost."""
+
+    key: Callable[[RequestInfo], str]
+    limits: tuple[Limit, ...]
+    cost: int
+
+
+class Plan(NamedTuple):
+    """What applies to a (method, path): the matching rules, grouped for the backend."""
+
+    rules: tuple[Rule, ...]
+    groups: tuple[Group, ...]
+    policies: bytes
+
+
+class Outcome(NamedTuple):
+    """What the adapter does with a request.
+
+    ``reply`` set: send it instead of calling the application. Otherwise call the
+    application after waiting ``delay`` seconds, adding ``headers`` to its response.
+    """
+
+    reply: Reply | None
+    headers: HeaderPairs
+    delay: float
+    decision: Decision | None
+
+
+_PASS = Outcome(None, [], 0.0, None)
+
+
+class Engine:
+    """Rules + backend → outcomes. One per middleware instance; safe to share.
+
+    Args:
+        config: a :class:`Config`, a TOML path or a dict (see :func:`load_config`).
+        backend: a ready backend object; default: built from ``config.backend``.
+        on_reject: replaces the default 429 problem+json reply.
+    """
+
+    def __init__(
+        self,
+        config: Config | Any = None,
+        *,
+        backend: Backend | None = None,
+        on_reject: RejectHandler | None = None,
+    ) -> None:
+        self.config: Config = load_config(config)
+        self.backend: Backend = (
+            backend if backend is not None else backend_from_url(self.config.backend)
+        )
+        self.on_reject = on_reject
+        cfg = self.config
+        self.identity = ClientIdentity(cfg.trusted_proxies, cfg.ipv6_prefix, cfg.proxy_header)
+        self.headers_mode = cfg.headers
+        self.shadow = cfg.shadow
+        self.deny_on_error = cfg.on_error == "deny"
+        self._keys: dict[Any, Callable[[RequestInfo], str]] = {}
+        self._labels: dict[str, bytes] = {}
+        self._plans: dict[tuple[str, str], Plan | None] = {}
+        self._by_rules: dict[tuple[Rule, ...], Plan] = {}
+        self.rules = cfg.rules
+        for rule in self.rules:
+            self._register(rule)
+
+    def _register(self, rule: Rule) -> None:
+        for limit in rule.limits:
+            self._labels[limit.id] = label_of(limit)
+
+    def key_function(self, rule: Rule) -> Callable[[RequestInfo], str]:
+        """The compiled ``request -> counter key`` function of ``rule``."""
+        spec = self.config.key_of(rule)
+        func = self._keys.get(spec)
+        if func is None:
+            func = self._keys[spec] = compile_key(spec, self.identity)
+        return func
+
+    def plan_for_rules(self, rules: tuple[Rule, ...]) -> Plan:
+        """The (cached) plan checking ``rules`` together."""
+        plan = self._by_rules.get(rules)
+        if plan is None:
+            groups: dict[tuple[Any, int], list[Limit]] = {}
+            keys: dict[tuple[Any, int], Callable[[RequestInfo], str]] = {}
+            for rule in rules:
+                self._register(rule)
+                spec = self.config.key_of(rule)
+                slot = (spec, rule.cost)
+                groups.setdefault(slot, []).extend(rule.limits)
+                keys[slot] = self.key_function(rule)
+            every = [limit for rule in rules for limit in rule.limits]
+            plan = Plan(
+                rules,
+                tuple(Group(keys[s], tuple(limits), s[1]) for s, limits in groups.items()),
+                join_policies(every),
+            )
+            self._by_rules[rules] = plan
+        return plan
+
+    def plan(self, method: str, path: str) -> Plan | None:
+        """The plan for a request, or ``None`` when no rule applies (cached per path)."""
+        cache_key = (method, path)
+        try:
+            return self._plans[cache_key]
+        except KeyError:
+            pass
+        normal = normalize_path(path)
+        matched: list[Rule] = []
+        for rule in self.rules:
+            if rule.matches(method, normal):
+                if rule.exempt:
+                    break
+                matched.append(rule)
+        plan = self.plan_for_rules(tuple(matched)) if matched else None
+        if len(self._plans) >= _PLAN_CACHE_SIZE:
+            self._plans.clear()
+        self._plans[cache_key] = plan
+        return plan
+
+    def flow(self, plan: Plan, request: RequestInfo) -> Generator[Call, list[Decision], Outcome]:
+        """The decision logic: yields backend calls, receives their decisions.
+
+        A backend failure is thrown into the generator at the ``yield``; it answers with the
+        ``on_error`` mode.
+        """
+        groups = plan.groups
+        try:
+            if len(groups) == 1:
+                group = groups[0]
+                decisions = yield (group.key(request), group.limits, group.cost, True)
+            else:
+                calls = [(g.key(request), g.limits, g.cost) for g in groups]
+                decisions = []
+                for key, limits, cost in calls:  # dry run first: reject without consuming
+                    decisions.extend((yield (key, limits, cost, False)))
+                if all(decisions):
+                    decisions = []
+                    for key, limits, cost in calls:
+                        decisions.extend((yield (key, limits, cost, True)))
+        except Exception:
+            log.warning("rate limit backend failed for %s", request.path, exc_info=True)
+            if self.deny_on_error and not self.shadow:
+                return Outcome(service_unavailable(), [], 0.0, None)
+            return _PASS
+        return self.outcome(plan, request, decisions)
+
+    def outcome(self, plan: Plan, request: RequestInfo, decisions: list[Decision]) -> Outcome:
+        """Turn the decisions of a plan into what the adapter does."""
+        decision = combine(decisions)
+        headers = render(self.headers_mode, decision, plan.policies, self._labels)
+        if decision.allowed:
+            return Outcome(None, headers, 0.0 if self.shadow else decision.delay, decision)
+        if self.shadow:
+            log.info(
+                "shadow mode: would reject %s %s (limit %s)",
+                request.method,
+                request.path,
+                decision.policy.name,
+            )
+            return Outcome(None, headers, 0.0, decision)
+        if self.on_reject is not None:
+            reply = self.on_reject(request, decision)
+            return Outcome(
+                Reply(reply.status, [*reply.headers, *headers], reply.body), [], 0.0, decision
+            )
+        return Outcome(too_many_requests(decision, headers), [], 0.0, decision)
+
+    def run(self, plan: Plan, request: RequestInfo) -> Outcome:
+        """Drive :meth:`flow` with the blocking backend API."""
+        flow = self.flow(plan, request)
+        decide = self.backend.decide
+        try:
+            call = next(flow)
+            while True:
+                try:
+                    result = decide(*call)
+                except Exception as exc:  # any backend failure goes to on_error
+                    call = flow.throw(exc)
+                else:
+                    call = flow.send(result)
+        except StopIteration as stop:
+            outcome: Outcome = stop.value
+            return outcome
+
+    async def arun(self, plan: Plan, request: RequestInfo) -> Outcome:
+        """Drive :meth:`flow` with the asyncio backend API."""
+        flow = self.flow(plan, request)
+        decide = self.backend.adecide
+        try:
+            call = next(flow)
+            while True:
+                try:
+                    result = await decide(*call)
+                except Exception as exc:  # any backend failure goes to on_error
+                    call = flow.throw(exc)
+                else:
+                    call = flow.send(result)
+        except StopIteration as stop:
+            outcome: Outcome = stop.value
+            return outcome

@@ -1,0 +1,164 @@
+"""Response headers and bodies: IETF ``RateLimit`` fields, legacy ``X-RateLimit-*``, 429/503.
+
+Per draft-ietf-httpapi-ratelimit-headers-10 (structured fields, RFC 9651)::
+
+    RateLimit-Policy: "login";q=5;w=60                one item per applied limit
+    RateLimit: "login";r=4;t=52                        the most restrictive limit
+
+``q`` is the limit's quota, ``w`` its window in whole seconds, ``r`` what remains and ``t``
+the whole seconds (rounded up) until the counter is back to full. The legacy set is
+``X-RateLimit-Limit`` (capacity), ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (delta
+seconds). Rejections are RFC 9457 ``application/problem+json`` bodies with ``Retry-After`` in
+whole seconds, rounded up.
+
+Header names and per-policy items are encoded once; only the numbers are formatted per
+request. Everything here works on ``bytes`` pairs (the ASGI form); WSGI and Django decode them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from ratelimit.decision import Decision
+from ratelimit.limits import Limit
+
+__all__ = ["HEADER_MODES", "HeaderPairs", "Reply", "policy_item", "render", "retry_seconds"]
+
+HeaderPairs = list[tuple[bytes, bytes]]
+
+#: The values of the ``headers`` setting.
+HEADER_MODES = ("ietf", "legacy", "both", "none")
+
+_POLICY = b"ratelimit-policy"
+_RATELIMIT = b"ratelimit"
+_X_LIMIT = b"x-ratelimit-limit"
+_X_REMAINING = b"x-ratelimit-remaining"
+_X_RESET = b"x-ratelimit-reset"
+_RETRY_AFTER = b"retry-after"
+_CONTENT_TYPE = b"content-type"
+_CONTENT_LENGTH = b"content-length"
+_PROBLEM = b"application/problem+json"
+
+
+class Reply(NamedTuple):
+    """A complete response the middleware sends instead of calling the application."""
+
+    status: int
+    headers: HeaderPairs
+    body: bytes
+
+
+def _sf_string(text: str) -> str:
+    """A structured-field string: printable ASCII, with ``"`` and ``\\`` escaped."""
+    safe = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return '"' + safe.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def policy_label(limit: Limit) -> str:
+    """The name a limit is shown under in the headers (its name, else its id)."""
+    return limit.name or limit.id
+
+
+def policy_item(limit: Limit) -> bytes:
+    """The ``RateLimit-Policy`` item of one limit: ``"name";q=<quota>;w=<seconds>``."""
+    window = math.ceil(limit.rate.period)
+    return f"{_sf_string(policy_label(limit))};q={limit.rate.limit};w={window}".encode("ascii")
+
+
+def retry_seconds(seconds: float) -> int:
+    """Whole seconds, rounded up (what ``Retry-After`` and ``t`` carry)."""
+    return math.ceil(seconds)
+
+
+def render(mode: str, decision: Decision, policies: bytes, labels: dict[str, bytes]) -> HeaderPairs:
+    """The rate-limit headers of one request.
+
+    Args:
+        mode: ``ietf``, ``legacy``, ``both`` or ``none``.
+        decision: the combined (most restrictive) decision.
+        policies: the pre-rendered ``RateLimit-Policy`` value of every applied limit.
+        labels: limit id → pre-rendered structured-field name.
+    """
+    if mode == "none":
+        return []
+    remaining = decision.remaining
+    reset = math.ceil(decision.reset_after)
+    out: HeaderPairs = []
+    if mode != "legacy":
+        label = labels.get(decision.policy.id)
+        if label is None:
+            label = _sf_string(policy_label(decision.policy)).encode("ascii")
+        out.append((_POLICY, policies))
+        out.append((_RATELIMIT, b"%b;r=%d;t=%d" % (label, remaining, reset)))
+    if mode != "ietf":
+        out.append((_X_LIMIT, b"%d" % decision.limit))
+        out.append((_X_REMAINING, b"%d" % remaining))
+        out.append((_X_RESET, b"%d" % reset))
+    return out
+
+
+def label_of(limit: Limit) -> bytes:
+    """The pre-rendered structured-field name of a limit."""
+    return _sf_string(policy_label(limit)).encode("ascii")
+
+
+def join_policies(limits: Sequence[Limit]) -> bytes:
+    """The ``RateLimit-Policy`` value for ``limits``."""
+    return b", ".join(policy_item(limit) for limit in limits)
+
+
+def problem(status: int, title: str, detail: str, retry_after: int | None) -> bytes:
+    """An RFC 9457 problem+json body (``type`` is ``about:blank``: the status says it all)."""
+    return json.dumps(
+        {
+            "type": "about:blank",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "retry_after": retry_after,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def too_many_requests(decision: Decision, extra: HeaderPairs) -> Reply:
+    """The default 429 reply for a rejected ``decision`` (``extra``: rate-limit headers)."""
+    label = policy_label(decision.policy)
+    if math.isinf(decision.retry_after):
+        retry: int | None = None
+        detail = f"The request costs more than the limit '{label}' allows; it cannot succeed."
+    else:
+        retry = retry_seconds(decision.retry_after)
+        detail = f"Rate limit '{label}' exceeded: retry in {retry} second(s)."
+    body = problem(429, "Too Many Requests", detail, retry)
+    headers: HeaderPairs = [(_CONTENT_TYPE, _PROBLEM), (_CONTENT_LENGTH, b"%d" % len(body))]
+    if retry is not None:
+        headers.append((_RETRY_AFTER, b"%d" % retry))
+    headers.extend(extra)
+    return Reply(429, headers, body)
+
+
+#: Seconds a client is asked to wait when the backend is down and ``on_error = "deny"``.
+UNAVAILABLE_RETRY_AFTER = 1
+
+
+def service_unavailable() -> Reply:
+    """The 503 reply sent when the backend fails and ``on_error = "deny"``."""
+    body = problem(
+        503,
+        "Service Unavailable",
+        "The rate limiter cannot reach its storage; try again shortly.",
+        UNAVAILABLE_RETRY_AFTER,
+    )
+    return Reply(
+        503,
+        [
+            (_CONTENT_TYPE, _PROBLEM),
+            (_CONTENT_LENGTH, b"%d" % len(body)),
+            (_RETRY_AFTER, b"%d" % UNAVAILABLE_RETRY_AFTER),
+        ],
+        body,
+    )

@@ -1,0 +1,281 @@
+"""Client identity: who a request counts against.
+
+``ip`` is the peer address. Only when the peer is in ``trusted_proxies`` are the proxy
+headers believed: the configured header (``X-Forwarded-For`` by default, or RFC 7239
+``Forwarded``) is read right to left, trusted hops are skipped, and the first untrusted
+address is the client. A malformed entry (not an address, ``unknown``, an obfuscated
+identifier, a bad port, non-ASCII bytes, ...) stops the walk: the client is then the last
+address that was read, which is a trusted proxy, so a client cannot choose its identity by
+sending garbage. ``::ffff:a.b.c.d`` counts as ``a.b.c.d``; other IPv6 addresses are cut to
+``ipv6_prefix`` bits (default /64, what one host usually gets).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from ipaddress import (
+    IPv4Address,
+    IPv4Network,
+    IPv6Address,
+    IPv6Network,
+    ip_address,
+    ip_network,
+)
+from typing import Any
+
+from ratelimit.errors import ConfigError
+from ratelimit.http.rules import KeySpec, bounded_identity, key_prefix
+
+__all__ = ["ClientIdentity", "RequestInfo", "compile_key", "normalize_ip"]
+
+#: The most proxy-header entries read from the right; further entries stop the walk.
+MAX_HOPS = 32
+
+Address = IPv4Address | IPv6Address
+
+
+class RequestInfo:
+    """What the engine needs to know about a request, without any framework.
+
+    Adapters subclass it to read headers and the user from their native request.
+
+    Attributes:
+        method: the upper-case method (``GET`` for WebSocket handshakes).
+        path: the request path (decoded).
+        peer: the address of the connected peer, or ``None`` (for example a Unix socket).
+        native: the framework's own request object (ASGI scope, WSGI environ, Django request).
+    """
+
+    __slots__ = ("method", "native", "path", "peer")
+
+    def __init__(self, method: str, path: str, peer: str | None, native: Any = None) -> None:
+        self.method = method
+        self.path = path
+        self.peer = peer
+        self.native = native
+
+    def header(self, name: str) -> str | None:
+        """The value of header ``name`` (lower case), repeated fields joined with ``,``."""
+        return None
+
+    def user(self) -> str | None:
+        """The authenticated user's identity, or ``None`` for an anonymous request."""
+        return None
+
+
+@lru_cache(maxsize=8192)
+def _parse(text: str) -> Address | None:
+    try:
+        addr = ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(addr, IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return addr.ipv4_mapped
+        if addr.scope_id is not None:
+            return IPv6Address(text.split("%", 1)[0])
+    return addr
+
+
+@lru_cache(maxsize=8192)
+def normalize_ip(text: str, ipv6_prefix: int = 64) -> str | None:
+    """The identity of an address: ``a.b.c.d``, or the IPv6 network; ``None`` if not an IP."""
+    addr = _parse(text)
+    if addr is None:
+        return None
+    if isinstance(addr, IPv6Address) and ipv6_prefix < 128:
+        return str(IPv6Network((addr, ipv6_prefix), strict=False))
+    return str(addr)
+
+
+def _node(text: str) -> Address | None:
+    """One hop of a proxy header: ``addr``, ``addr:port``, ``[v6]`` or ``[v6]:port``."""
+    text = text.strip()
+    if not text or not text.isascii():
+        return None
+    if text[0] == "[":
+        end = text.find("]")
+        if end < 0:
+            return None
+        host, rest = text[1:end], text[end + 1 :]
+        if rest and not (rest[0] == ":" and rest[1:].isdigit() and len(rest) <= 6):
+            return None
+        addr = _parse(host)
+        return addr if isinstance(addr, IPv6Address) or host.startswith("::ffff:") else None
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        if not port.isdigit() or len(port) > 5:
+            return None
+        addr = _parse(host)
+        return addr if isinstance(addr, IPv4Address) else None
+    return _parse(text)
+
+
+def _forwarded_for(element: str) -> Address | None:
+    """The ``for=`` node of one RFC 7239 ``Forwarded`` element, or None when malformed."""
+    found: Address | None = None
+    seen = False
+    for pair in element.split(";"):
+        name, sep, value = pair.strip().partition("=")
+        if not sep:
+            return None
+        if name.strip().lower() != "for":
+            continue
+        if seen:  # two for= in one element: malformed
+            return None
+        seen = True
+        value = value.strip()
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            value = value[1:-1]
+        elif '"' in value:
+            return None
+        found = _node(value)
+        if found is None:
+            return None
+    return found
+
+
+class ClientIdentity:
+    """Finds the client address of a request: peer, trusted proxies, IPv6 prefix.
+
+    Args:
+        trusted_proxies: CIDRs (or single addresses) of the proxies whose headers are
+            believed.
+        ipv6_prefix: how many leading bits of an IPv6 address identify one client.
+        proxy_header: ``"x-forwarded-for"`` or ``"forwarded"``: the header the trusted
+            proxies set (only that one is read, so that a client cannot slip the other one
+            past a proxy that does not overwrite it).
+    """
+
+    def __init__(
+        self,
+        trusted_proxies: Sequence[str] = (),
+        ipv6_prefix: int = 64,
+        proxy_header: str = "x-forwarded-for",
+    ) -> None:
+        self.networks: tuple[IPv4Network | IPv6Network, ...] = tuple(
+            ip_network(cidr, strict=False) for cidr in trusted_proxies
+        )
+        self.ipv6_prefix = ipv6_prefix
+        self.proxy_header = proxy_header
+        self._forwarded = proxy_header == "forwarded"
+        self._trusted_cache: dict[str, bool] = {}
+
+    def _trusted(self, addr: Address) -> bool:
+        return any(addr in net for net in self.networks)
+
+    def _peer_trusted(self, peer: str) -> bool:
+        cache = self._trusted_cache
+        hit = cache.get(peer)
+        if hit is None:
+            addr = _parse(peer)
+            hit = addr is not None and self._trusted(addr)
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[peer] = hit
+        return hit
+
+    def client_address(self, request: RequestInfo) -> str:
+        """The client identity of ``request``: a normalised address, or the raw peer text."""
+        peer = request.peer
+        if peer is None:
+            return "unknown"
+        if self.networks and self._peer_trusted(peer):
+            addr = self._walk(request)
+            if addr is not None:
+                return normalize_ip(str(addr), self.ipv6_prefix) or str(addr)
+        return normalize_ip(peer, self.ipv6_prefix) or bounded_identity(peer)
+
+    def _walk(self, request: RequestInfo) -> Address | None:
+        """The first untrusted hop from the right, or the last well-formed one."""
+        value = request.header(self.proxy_header)
+        if not value:
+            return None
+        client: Address | None = None
+        entries = value.rsplit(",", MAX_HOPS)
+        for index in range(len(entries) - 1, -1, -1):
+            if index == 0 and len(entries) > MAX_HOPS:
+                break  # more hops than anyone deploys: stop at the last trusted one
+            entry = entries[index]
+            addr = _forwarded_for(entry) if self._forwarded else _node(entry)
+            if addr is None:
+                break
+            client = addr
+            if not self._trusted(addr):
+                break
+        return client
+
+
+def _user_key(request: RequestInfo) -> str | None:
+    return request.user()
+
+
+def _import(spec: str) -> Callable[..., Any]:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(
+            f"invalid key {spec!r}: use ip, user, global, header:<name> or 'module:callable'"
+        )
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"invalid key {spec!r}: cannot import it ({exc})") from None
+    if not callable(target):
+        raise ConfigError(f"invalid key {spec!r}: not callable")
+    result: Callable[..., Any] = target
+    return result
+
+
+def validate_key(spec: object) -> None:
+    """Raise :class:`ConfigError` unless ``spec`` is a usable key spec."""
+    if callable(spec):
+        return
+    if not isinstance(spec, str) or not spec:
+        raise ConfigError(f"invalid key {spec!r}: expected text or a callable")
+    if spec in ("ip", "user", "global"):
+        return
+    if spec.startswith("header:"):
+        name = spec[7:]
+        if not name or not all(c.isascii() and (c.isalnum() or c in "-_") for c in name):
+            raise ConfigError(f"invalid key {spec!r}: expected header:<header-name>")
+        return
+    _import(spec)
+
+
+def compile_key(spec: KeySpec, identity: ClientIdentity) -> Callable[[RequestInfo], str]:
+    """A function ``request -> counter key`` for a key spec (see :func:`Rule.counter_key`).
+
+    ``user``, ``header:<name>`` and custom keys fall back to the client address (``ip:``
+    counters) when they yield nothing for a request.
+    """
+    address = identity.client_address
+    if spec == "ip":
+        return lambda request: "ip:" + address(request)
+    if spec == "global":
+        return lambda request: "global"
+    prefix = key_prefix(spec)
+    func: Callable[[RequestInfo], str | None]
+    if callable(spec):
+        func = spec
+    elif spec == "user":
+        func = _user_key
+    elif spec.startswith("header:"):
+        name = spec[7:].lower()
+
+        def func(request: RequestInfo) -> str | None:
+            return request.header(name)
+
+    else:
+        func = _import(spec)
+
+    def key(request: RequestInfo) -> str:
+        value = func(request)
+        if value is None or value == "":
+            return "ip:" + address(request)
+        return prefix + bounded_identity(str(value))
+
+    return key

@@ -1,0 +1,113 @@
+"""PEP 3333 WSGI middleware (Flask, Django under WSGI, any WSGI app).
+
+::
+
+    from ratelimit.wsgi import RateLimitMiddleware
+    app.wsgi_app = RateLimitMiddleware(app.wsgi_app, config="ratelimit.toml")   # Flask
+
+The application's iterable is returned as is, so the server closes it (PEP 3333).
+Leaky-bucket shaping waits with ``time.sleep`` in the worker thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+
+from ratelimit.backends.base import Backend
+from ratelimit.http.config import Config
+from ratelimit.http.engine import Engine, RejectHandler
+from ratelimit.http.headers import HeaderPairs
+from ratelimit.http.keys import RequestInfo
+
+__all__ = ["RateLimitMiddleware", "WsgiRequest", "status_line", "str_headers"]
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+
+class WsgiRequest(RequestInfo):
+    """A :class:`RequestInfo` over a WSGI environ."""
+
+    __slots__ = ()
+
+    def header(self, name: str) -> str | None:
+        """``HTTP_<NAME>`` from the environ (the server already joined repeated fields)."""
+        value: str | None = self.native.get("HTTP_" + name.upper().replace("-", "_"))
+        return value
+
+    def user(self) -> str | None:
+        """``REMOTE_USER``, set by the server or an authentication middleware."""
+        value: str | None = self.native.get("REMOTE_USER") or None
+        return value
+
+
+def wsgi_path(environ: Environ) -> str:
+    """``PATH_INFO`` as text (PEP 3333 hands it over as Latin-1-decoded bytes)."""
+    path: str = environ.get("PATH_INFO") or "/"
+    if not path.isascii():
+        path = path.encode("latin-1", "replace").decode("utf-8", "replace")
+    return path
+
+
+def status_line(status: int) -> str:
+    """``"429 Too Many Requests"``."""
+    return f"{status} {HTTPStatus(status).phrase}"
+
+
+def str_headers(headers: HeaderPairs) -> list[tuple[str, str]]:
+    """The engine's byte headers as WSGI's native strings."""
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+
+
+class RateLimitMiddleware:
+    """Rate-limit a WSGI application.
+
+    Args:
+        app: the WSGI application to wrap.
+        config: a TOML path, a dict of the same shape or a :class:`~ratelimit.Config`.
+        backend: a ready backend object instead of ``config.backend``.
+        on_reject: ``(request, decision) -> Reply`` replacing the 429 problem+json reply.
+        engine: a ready :class:`~ratelimit.http.engine.Engine` (overrides the others).
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        config: Config | Any = None,
+        *,
+        backend: Backend | None = None,
+        on_reject: RejectHandler | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.app = app
+        self.engine = engine or Engine(config, backend=backend, on_reject=on_reject)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        engine = self.engine
+        plan = engine.plan(environ["REQUEST_METHOD"], wsgi_path(environ))
+        if plan is None:
+            return self.app(environ, start_response)
+        request = WsgiRequest(
+            environ["REQUEST_METHOD"], wsgi_path(environ), environ.get("REMOTE_ADDR"), environ
+        )
+        outcome = engine.run(plan, request)
+        reply = outcome.reply
+        if reply is not None:
+            start_response(status_line(reply.status), str_headers(reply.headers))
+            return [reply.body]
+        if outcome.delay:
+            time.sleep(outcome.delay)
+        if not outcome.headers:
+            return self.app(environ, start_response)
+        extra = str_headers(outcome.headers)
+
+        def start_with_headers(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            return start_response(status, [*headers, *extra], exc_info)
+
+        return self.app(environ, start_with_headers)
