@@ -1,0 +1,100 @@
+"""A small Starlette app with one rate-limited route per algorithm.
+
+``GET /demo/<algorithm>`` answers ``ok`` under the rule named after the algorithm, all five
+with the same limit (:data:`DEMO_RATE`; the buckets with burst :data:`DEMO_BURST`), keyed by
+client address, with IETF ``RateLimit`` headers. ``GET /`` lists the routes.
+
+:class:`ServerTiming` wraps the whole stack and adds ``Server-Timing: ratelimit;dur=<ms>``,
+the time from the request's arrival to its response start. The app itself answers at once,
+so that is the middleware's time, the leaky bucket's shaping delay included: the demo reads
+it to report how long shaping held each request.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ratelimit.algorithms import ALGORITHMS
+
+__all__ = ["DEMO_BURST", "DEMO_RATE", "ServerTiming", "create_app", "demo_config"]
+
+#: The limit of every demo route.
+DEMO_RATE = "10/second"
+#: The bucket size of the token and leaky buckets (the same as the limit: equal capacities).
+DEMO_BURST = 10
+#: The longest leaky-bucket shaping wait; with burst 10 at 10/second no wait exceeds 0.9 s.
+DEMO_MAX_DELAY = 2.0
+
+
+def demo_config(backend: str = "memory://") -> dict[str, Any]:
+    """The middleware config of the demo (SPEC §5 shape), with ``backend`` as the backend URL."""
+    rules: list[dict[str, Any]] = []
+    for algorithm in ALGORITHMS:
+        rule: dict[str, Any] = {
+            "name": algorithm,
+            "path": f"/demo/{algorithm}",
+            "limit": DEMO_RATE,
+            "algorithm": algorithm,
+        }
+        if algorithm in ("token_bucket", "leaky_bucket"):
+            rule["burst"] = DEMO_BURST
+        rules.append(rule)
+    return {
+        "backend": backend,
+        "key": "ip",
+        "headers": "ietf",
+        "max_delay": DEMO_MAX_DELAY,
+        "rules": rules,
+    }
+
+
+class ServerTiming:
+    """ASGI wrapper adding ``Server-Timing: ratelimit;dur=<ms since arrival>`` to responses."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        arrived = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - arrived) * 1000
+                headers = [
+                    *message.get("headers", ()),
+                    (b"server-timing", b"ratelimit;dur=%.1f" % ms),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
+async def _ok(request: Request) -> Response:
+    return PlainTextResponse("ok\n")
+
+
+async def _index(request: Request) -> Response:
+    return JSONResponse(
+        {"limit": DEMO_RATE, "routes": [f"/demo/{algorithm}" for algorithm in ALGORITHMS]}
+    )
+
+
+def create_app(backend: str = "memory://") -> ASGIApp:
+    """The demo ASGI app: routes, the rate-limit middleware on ``backend``, Server-Timing."""
+    from ratelimit.asgi import RateLimitMiddleware
+
+    routes = [Route("/", _index)]
+    routes += [Route(f"/demo/{algorithm}", _ok) for algorithm in ALGORITHMS]
+    app = Starlette(routes=routes)
+    return ServerTiming(RateLimitMiddleware(app, config=demo_config(backend)))
