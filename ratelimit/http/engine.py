@@ -119,6 +119,8 @@ class Engine:
         self._plans: dict[tuple[str, str], Plan | None] = {}
         self._by_rules: dict[tuple[Rule, ...], Plan] = {}
         self.rules = cfg.rules
+        #: Whether some rule identifies clients by user (async adapters then load the user).
+        self.uses_user = any(cfg.key_of(rule) == "user" for rule in cfg.rules)
         for rule in self.rules:
             self._register(rule)
 

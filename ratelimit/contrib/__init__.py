@@ -1,0 +1,1 @@
+"""Framework integrations: :mod:`ratelimit.contrib.django`, :mod:`ratelimit.contrib.starlette`."""

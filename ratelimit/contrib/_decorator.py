@@ -1,0 +1,53 @@
+"""What the per-view decorators share: turning decorator arguments into a compiled rule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ratelimit.http.keys import validate_key
+from ratelimit.http.rules import KeySpec, Rule
+from ratelimit.limits import Limit
+from ratelimit.rate import Rate
+
+#: The ``max_delay`` of a shaping leaky bucket declared by a decorator (as in the config).
+DEFAULT_MAX_DELAY = 5.0
+
+
+def decorator_rule(
+    func: Callable[..., Any],
+    rates: Sequence[str | Rate | Limit],
+    *,
+    name: str | None,
+    algorithm: str,
+    burst: int | None,
+    mode: str | None,
+    max_delay: float | None,
+    key: KeySpec | None,
+    cost: int,
+    methods: Sequence[str] | None,
+) -> Rule:
+    """The rule a view decorator applies (named after the view unless ``name`` is given).
+
+    A shaping leaky bucket gets the config default ``max_delay`` of 5 s unless one is given.
+    """
+    if algorithm == "leaky_bucket" and mode in (None, "shape") and max_delay is None:
+        max_delay = DEFAULT_MAX_DELAY
+    limits = tuple(
+        rate
+        if isinstance(rate, Limit)
+        else Limit(
+            Rate.parse(rate), algorithm=algorithm, burst=burst, mode=mode, max_delay=max_delay
+        )
+        for rate in rates
+    )
+    if key is not None:
+        validate_key(key)
+    return Rule(
+        name=name or f"{func.__module__}.{func.__qualname__}",
+        path="/**",
+        methods=tuple(methods) if methods else None,
+        limits=limits,
+        key=key,
+        cost=cost,
+    )

@@ -1,0 +1,239 @@
+"""Django integration: a sync-and-async middleware and a view decorator.
+
+``settings.py``::
+
+    MIDDLEWARE = [
+        ...,
+        "django.contrib.auth.middleware.AuthenticationMiddleware",   # before, for key = "user"
+        "ratelimit.contrib.django.RateLimitMiddleware",
+        ...,
+    ]
+    RATELIMIT = BASE_DIR / "ratelimit.toml"        # or a dict of the same shape
+
+Views can carry their own limits::
+
+    from ratelimit.contrib.django import limit
+
+    @limit("5/minute", methods=["POST"])
+    def login(request): ...
+
+Both use one engine built from ``settings.RATELIMIT`` on first use (``configure()`` replaces
+it, for example to inject a backend object or a custom 429 handler).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+
+from ratelimit.backends.base import Backend
+from ratelimit.contrib._decorator import decorator_rule
+from ratelimit.http.config import Config, load_config
+from ratelimit.http.engine import Engine, Outcome, RejectHandler
+from ratelimit.http.headers import HeaderPairs, Reply
+from ratelimit.http.keys import RequestInfo
+from ratelimit.http.rules import KeySpec
+from ratelimit.limits import Limit
+from ratelimit.rate import Rate
+
+__all__ = ["DjangoRequest", "RateLimitMiddleware", "configure", "get_engine", "limit"]
+
+_engine: Engine | None = None
+
+
+def configure(
+    config: Config | Any = None,
+    *,
+    backend: Backend | None = None,
+    on_reject: RejectHandler | None = None,
+) -> Engine:
+    """Build (or rebuild) the engine the middleware and decorators use.
+
+    ``config`` defaults to ``settings.RATELIMIT`` (a TOML path or a dict; absent: no rules).
+    """
+    global _engine
+    if config is None:
+        config = load_config(getattr(settings, "RATELIMIT", None), name="settings.RATELIMIT")
+    elif not isinstance(config, Config):
+        config = load_config(config, name="settings.RATELIMIT")
+    _engine = Engine(config, backend=backend, on_reject=on_reject)
+    return _engine
+
+
+def get_engine() -> Engine:
+    """The shared engine, built from ``settings.RATELIMIT`` on first use."""
+    return _engine if _engine is not None else configure()
+
+
+class DjangoRequest(RequestInfo):
+    """A :class:`RequestInfo` over a Django ``HttpRequest``."""
+
+    __slots__ = ("_user",)
+
+    def __init__(self, request: HttpRequest, user: Any = None) -> None:
+        super().__init__(
+            request.method or "GET", request.path_info, request.META.get("REMOTE_ADDR"), request
+        )
+        self._user = user
+
+    def header(self, name: str) -> str | None:
+        """``request.META["HTTP_<NAME>"]``."""
+        value: str | None = self.native.META.get("HTTP_" + name.upper().replace("-", "_"))
+        return value
+
+    def user(self) -> str | None:
+        """The primary key of ``request.user`` when authenticated, else ``None``."""
+        user = self._user if self._user is not None else getattr(self.native, "user", None)
+        if user is None or not getattr(user, "is_authenticated", False):
+            return None
+        return str(user.pk)
+
+
+def to_response(reply: Reply) -> HttpResponse:
+    """The Django response of a 429 / 503 reply."""
+    response = HttpResponse(reply.body, status=reply.status)
+    add_headers(response, reply.headers)
+    return response
+
+
+def add_headers(response: HttpResponseBase, headers: HeaderPairs) -> None:
+    """Set the engine's headers on a Django response."""
+    for name, value in headers:
+        response[name.decode("latin-1")] = value.decode("latin-1")
+
+
+def _finish(response: HttpResponseBase, outcome: Outcome) -> HttpResponseBase:
+    if outcome.headers:
+        add_headers(response, outcome.headers)
+    return response
+
+
+class RateLimitMiddleware:
+    """Django middleware applying the rules of ``settings.RATELIMIT`` (sync and async)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.engine = get_engine()
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        engine = self.engine
+        plan = engine.plan(request.method or "GET", request.path_info)
+        if plan is None:
+            return self.get_response(request)
+        outcome = engine.run(plan, DjangoRequest(request))
+        if outcome.reply is not None:
+            return to_response(outcome.reply)
+        if outcome.delay:
+            time.sleep(outcome.delay)
+        return _finish(self.get_response(request), outcome)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        engine = self.engine
+        plan = engine.plan(request.method or "GET", request.path_info)
+        if plan is None:
+            response: HttpResponseBase = await self.get_response(request)
+            return response
+        outcome = await engine.arun(plan, await _async_info(request, engine.uses_user))
+        if outcome.reply is not None:
+            return to_response(outcome.reply)
+        if outcome.delay:
+            await asyncio.sleep(outcome.delay)
+        return _finish(await self.get_response(request), outcome)
+
+
+async def _async_info(request: HttpRequest, needs_user: bool) -> DjangoRequest:
+    """The request info, with the user loaded without blocking when a rule needs it."""
+    user = None
+    if needs_user and hasattr(request, "auser"):
+        user = await request.auser()
+    return DjangoRequest(request, user)
+
+
+def limit(
+    *rates: str | Rate | Limit,
+    name: str | None = None,
+    algorithm: str = "fixed_window",
+    burst: int | None = None,
+    mode: str | None = None,
+    max_delay: float | None = None,
+    key: KeySpec | None = None,
+    cost: int = 1,
+    methods: Sequence[str] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Limit one Django view (sync or async); its counters are its own.
+
+    Args:
+        rates: one or more rates (``"5/minute"``) or :class:`~ratelimit.Limit` objects.
+        name: the rule name (default: the view's dotted name).
+        algorithm, burst, mode, max_delay: as for :class:`~ratelimit.Limit`.
+        key: the client identity (default: the config's ``key``).
+        cost: what one request costs.
+        methods: only these methods are limited (default: all).
+
+    Rejections get the same 429 reply and headers as the middleware's.
+    """
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        rule = decorator_rule(
+            view,
+            rates,
+            name=name,
+            algorithm=algorithm,
+            burst=burst,
+            mode=mode,
+            max_delay=max_delay,
+            key=key,
+            cost=cost,
+            methods=methods,
+        )
+        rules = (rule,)
+
+        if iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                engine = get_engine()
+                plan = engine.plan_for_rules(rules)
+                if not rule.matches(request.method or "GET", "/"):
+                    return await view(request, *args, **kwargs)
+                needs_user = engine.config.key_of(rule) == "user"
+                outcome = await engine.arun(plan, await _async_info(request, needs_user))
+                if outcome.reply is not None:
+                    return to_response(outcome.reply)
+                if outcome.delay:
+                    await asyncio.sleep(outcome.delay)
+                return _finish(await view(request, *args, **kwargs), outcome)
+
+            return async_view
+
+        @functools.wraps(view)
+        def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            engine = get_engine()
+            plan = engine.plan_for_rules(rules)
+            if not rule.matches(request.method or "GET", "/"):
+                return view(request, *args, **kwargs)
+            outcome = engine.run(plan, DjangoRequest(request))
+            if outcome.reply is not None:
+                return to_response(outcome.reply)
+            if outcome.delay:
+                time.sleep(outcome.delay)
+            return _finish(view(request, *args, **kwargs), outcome)
+
+        return sync_view
+
+    return decorate

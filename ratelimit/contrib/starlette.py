@@ -1,0 +1,168 @@
+"""Per-endpoint limits for Starlette and FastAPI: the :func:`limit` decorator.
+
+::
+
+    from ratelimit.contrib.starlette import limit
+
+    @limit("5/minute", methods=["POST"])
+    async def login(request): ...                       # Starlette endpoint
+
+    @app.post("/login")
+    @limit("5/minute")
+    async def login(form: LoginForm): ...               # FastAPI: no Request parameter needed
+
+Under :class:`ratelimit.asgi.RateLimitMiddleware` the decorator uses the middleware's engine
+(its backend, key, headers, on_error settings); without it, the engine given by ``config`` /
+``backend``, else one shared in-memory engine with the default settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+
+from ratelimit.asgi import SCOPE_KEY, request_info
+from ratelimit.backends.base import Backend
+from ratelimit.contrib._decorator import decorator_rule
+from ratelimit.http.config import Config
+from ratelimit.http.engine import Engine
+from ratelimit.http.headers import HeaderPairs
+from ratelimit.http.rules import KeySpec
+from ratelimit.limits import Limit
+from ratelimit.rate import Rate
+
+__all__ = ["limit"]
+
+_REQUEST = "ratelimit_request"
+_RESPONSE = "ratelimit_response"
+_default: Engine | None = None
+
+
+def _default_engine() -> Engine:
+    global _default
+    if _default is None:
+        _default = Engine()
+    return _default
+
+
+def _set_headers(response: Response, headers: HeaderPairs) -> None:
+    for name, value in headers:
+        response.headers.append(name.decode("latin-1"), value.decode("latin-1"))
+
+
+def limit(
+    *rates: str | Rate | Limit,
+    name: str | None = None,
+    algorithm: str = "fixed_window",
+    burst: int | None = None,
+    mode: str | None = None,
+    max_delay: float | None = None,
+    key: KeySpec | None = None,
+    cost: int = 1,
+    methods: Sequence[str] | None = None,
+    config: Config | Any = None,
+    backend: Backend | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Limit one Starlette or FastAPI endpoint; its counters are its own.
+
+    Args:
+        rates: one or more rates (``"5/minute"``) or :class:`~ratelimit.Limit` objects.
+        name: the rule name (default: the endpoint's dotted name).
+        algorithm, burst, mode, max_delay: as for :class:`~ratelimit.Limit`.
+        key: the client identity (default: the engine config's ``key``).
+        cost: what one request costs.
+        methods: only these methods are limited (default: all).
+        config, backend: the engine to use when no middleware provides one.
+
+    FastAPI endpoints keep their signature: the decorator adds hidden ``Request`` and
+    ``Response`` parameters, so the endpoint needs no ``request`` argument.
+    """
+
+    def decorate(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        rule = decorator_rule(
+            endpoint,
+            rates,
+            name=name,
+            algorithm=algorithm,
+            burst=burst,
+            mode=mode,
+            max_delay=max_delay,
+            key=key,
+            cost=cost,
+            methods=methods,
+        )
+        rules = (rule,)
+        own: list[Engine] = []
+        is_async = inspect.iscoroutinefunction(endpoint)
+
+        def engine_for(request: HTTPConnection) -> Engine:
+            engine: Engine | None = request.scope.get(SCOPE_KEY)
+            if engine is None:
+                if config is None and backend is None:
+                    return _default_engine()
+                if not own:
+                    own.append(Engine(config, backend=backend))
+                engine = own[0]
+            return engine
+
+        @functools.wraps(endpoint)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            request: HTTPConnection | None = kwargs.pop(_REQUEST, None)
+            response_param: Response | None = kwargs.pop(_RESPONSE, None)
+            if request is None:
+                request = next(
+                    a for a in (*args, *kwargs.values()) if isinstance(a, HTTPConnection)
+                )
+            scope = request.scope
+            method = scope["method"] if scope["type"] == "http" else "GET"
+            if not rule.matches(method, "/"):
+                return await _call(endpoint, is_async, args, kwargs)
+            engine = engine_for(request)
+            outcome = await engine.arun(engine.plan_for_rules(rules), request_info(scope))
+            if outcome.reply is not None:
+                reply = outcome.reply
+                response = Response(reply.body, status_code=reply.status)
+                del response.headers["content-length"]
+                _set_headers(response, reply.headers)
+                return response
+            if outcome.delay:
+                await asyncio.sleep(outcome.delay)
+            result = await _call(endpoint, is_async, args, kwargs)
+            if outcome.headers:
+                if isinstance(result, Response):
+                    _set_headers(result, outcome.headers)
+                elif response_param is not None:
+                    _set_headers(response_param, outcome.headers)
+            return result
+
+        signature = inspect.signature(endpoint, eval_str=True)
+        params = list(signature.parameters.values())
+        takes_request = bool(params) and (
+            params[0].name == "request" or params[0].annotation in (Request, HTTPConnection)
+        )
+        if not takes_request or len(params) > 1:
+            extra = [
+                inspect.Parameter(_REQUEST, inspect.Parameter.KEYWORD_ONLY, annotation=Request),
+                inspect.Parameter(_RESPONSE, inspect.Parameter.KEYWORD_ONLY, annotation=Response),
+            ]
+            keep = [p for p in params if p.kind != inspect.Parameter.VAR_KEYWORD]
+            varkw = [p for p in params if p.kind == inspect.Parameter.VAR_KEYWORD]
+            wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+                parameters=[*keep, *extra, *varkw]
+            )
+        return wrapper
+
+    return decorate
+
+
+async def _call(endpoint: Callable[..., Any], is_async: bool, args: Any, kwargs: Any) -> Any:
+    if is_async:
+        return await endpoint(*args, **kwargs)
+    return await run_in_threadpool(endpoint, *args, **kwargs)
