@@ -1,0 +1,145 @@
+"""What the Redis backend sends and receives, shared by its sync and asyncio paths (no I/O).
+
+* the Lua script, assembled from ``lua/decide.lua`` and one ``lua/<algorithm>.lua`` per
+  algorithm (shipped inside the package, read with :mod:`importlib.resources`);
+* the Redis key of a (client key, limit): ``prefix + "{" + tag + "}" + limit hash``, where the
+  16-character tag is a keyed-free BLAKE2b hash of the client key in URL-safe base64 — so all
+  the keys of one decision share a Cluster hash slot, and no client key (``{``, ``}``, binary
+  bytes, any length) can pick the slot or break the key;
+* the script arguments of each limit (computed once per :class:`~ratelimit.Limit`), and the
+  decoding of the script's reply into :class:`~ratelimit.Decision` objects, built the way the
+  Python algorithms build them (times come back as integer ms and are divided by 1000).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from ratelimit.algorithms import ALGORITHMS
+from ratelimit.decision import INF, Decision
+from ratelimit.limits import Limit
+
+__all__ = ["SCRIPT", "SCRIPT_SHA", "LimitSpec", "decode", "key_tag", "limit_spec", "script_args"]
+
+_CODES = {
+    "fixed_window": 1,
+    "sliding_window": 2,
+    "sliding_log": 3,
+    "token_bucket": 4,
+    "leaky_bucket": 5,  # shape; police is 6
+}
+_MARKER = "-- @algorithms"
+
+
+def _load_script() -> str:
+    lua = resources.files("ratelimit.backends").joinpath("lua")
+    dispatcher = lua.joinpath("decide.lua").read_text(encoding="utf-8")
+    parts = [lua.joinpath(f"{name}.lua").read_text(encoding="utf-8") for name in ALGORITHMS]
+    return dispatcher.replace(_MARKER, "\n".join(parts), 1)
+
+
+#: The whole Lua script (dispatcher and the five algorithms).
+SCRIPT = _load_script()
+#: Its SHA-1, for ``EVALSHA``.
+SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+
+def _width(n: int) -> int:
+    """Bytes for an unsigned field holding values up to ``n``."""
+    return max(1, (n.bit_length() + 7) // 8)
+
+
+class LimitSpec:
+    """A limit as the script sees it: its key suffix and its six arguments."""
+
+    __slots__ = ("args", "capacity", "limit", "suffix")
+
+    def __init__(self, limit: Limit) -> None:
+        self.limit = limit
+        self.capacity = limit.capacity
+        digest = hashlib.blake2b(limit.id.encode(), digest_size=6).digest()
+        self.suffix = base64.urlsafe_b64encode(digest)[:6]
+        rate = limit.rate
+        algorithm = limit.algorithm
+        code = _CODES[algorithm]
+        max_wait = -1
+        # Times are 6-byte fields (ms up to 2**48, year 10889); counts and scaled levels use
+        # the fewest bytes that hold their maximum, so a state is 7 to 12 bytes.
+        if algorithm in ("fixed_window", "sliding_log"):
+            fmt = f">I6I{_width(rate.limit)}"
+        elif algorithm == "sliding_window":
+            width = _width(rate.limit)
+            fmt = f">I6I{width}I{width}"
+        else:
+            fmt = f">I6I{_width(limit.capacity * rate.period_ms)}"
+            if algorithm == "leaky_bucket":
+                if limit.mode == "police":
+                    code = 6
+                wait = getattr(limit.impl, "_max_wait", None)
+                if wait is not None:
+                    max_wait = wait
+        self.args: tuple[bytes, ...] = tuple(
+            str(v).encode()
+            for v in (code, rate.limit, rate.period_ms, limit.capacity, fmt, max_wait)
+        )
+
+
+_specs: dict[int, tuple[Limit, LimitSpec]] = {}
+
+
+def limit_spec(limit: Limit) -> LimitSpec:
+    """The (cached) :class:`LimitSpec` of ``limit``."""
+    entry = _specs.get(id(limit))
+    if entry is not None and entry[0] is limit:
+        return entry[1]
+    spec = LimitSpec(limit)
+    if len(_specs) > 4096:
+        _specs.clear()
+    _specs[id(limit)] = (limit, spec)  # the entry keeps the Limit alive, so its id is stable
+    return spec
+
+
+@lru_cache(maxsize=65536)
+def key_tag(key: str | bytes) -> bytes:
+    """``{`` + 16 URL-safe base64 characters of BLAKE2b(client key) + ``}``."""
+    raw = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else bytes(key)
+    return b"{" + base64.urlsafe_b64encode(hashlib.blake2b(raw, digest_size=12).digest()) + b"}"
+
+
+_CONSUME = {True: b"1", False: b"0"}
+
+
+def script_args(
+    specs: Sequence[LimitSpec], now: bytes, cost: int, consume: bool, pad: bytes
+) -> list[bytes | int]:
+    """ARGV for the script: clock, cost, consume flag, TTL pad, then six values per limit."""
+    args: list[bytes | int] = [now, cost, _CONSUME[consume], pad]
+    for spec in specs:
+        args.extend(spec.args)
+    return args
+
+
+def decode(specs: Sequence[LimitSpec], reply: Any) -> list[Decision]:
+    """The script's reply (five values per limit) as one :class:`Decision` per limit."""
+    decisions = []
+    i = 0
+    for spec in specs:
+        allowed, remaining, reset, retry, delay = reply[i : i + 5]
+        i += 5
+        decisions.append(
+            Decision(
+                allowed == 1,
+                spec.capacity,
+                remaining,
+                reset / 1000,
+                INF if retry < 0 else retry / 1000,
+                float(delay) if delay else 0.0,
+                spec.limit,
+            )
+        )
+    return decisions
