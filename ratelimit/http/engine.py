@@ -70,6 +70,7 @@ class Plan(NamedTuple):
     rules: tuple[Rule, ...]
     groups: tuple[Group, ...]
     policies: bytes
+    single: Group | None
 
 
 class Outcome(NamedTuple):
@@ -149,10 +150,12 @@ class Engine:
                 groups.setdefault(slot, []).extend(rule.limits)
                 keys[slot] = self.key_function(rule)
             every = [limit for rule in rules for limit in rule.limits]
+            compiled = tuple(Group(keys[s], tuple(limits), s[1]) for s, limits in groups.items())
             plan = Plan(
                 rules,
-                tuple(Group(keys[s], tuple(limits), s[1]) for s, limits in groups.items()),
+                compiled,
                 join_policies(every),
+                compiled[0] if len(compiled) == 1 else None,
             )
             self._by_rules[rules] = plan
         return plan
@@ -181,15 +184,15 @@ class Engine:
         """The decision logic: yields backend calls, receives their decisions.
 
         A backend failure is thrown into the generator at the ``yield``; it answers with the
-        ``on_error`` mode.
+        ``on_error`` mode. (:meth:`run` and :meth:`arun` take a shortcut for the usual
+        single-call plan that does exactly what this does for one group.)
         """
-        groups = plan.groups
+        calls = [(g.key(request), g.limits, g.cost) for g in plan.groups]
         try:
-            if len(groups) == 1:
-                group = groups[0]
-                decisions = yield (group.key(request), group.limits, group.cost, True)
+            if len(calls) == 1:
+                key, limits, cost = calls[0]
+                decisions = yield (key, limits, cost, True)
             else:
-                calls = [(g.key(request), g.limits, g.cost) for g in groups]
                 decisions = []
                 for key, limits, cost in calls:  # dry run first: reject without consuming
                     decisions.extend((yield (key, limits, cost, False)))
@@ -198,11 +201,15 @@ class Engine:
                     for key, limits, cost in calls:
                         decisions.extend((yield (key, limits, cost, True)))
         except Exception:
-            log.warning("rate limit backend failed for %s", request.path, exc_info=True)
-            if self.deny_on_error and not self.shadow:
-                return Outcome(service_unavailable(), [], 0.0, None)
-            return _PASS
+            return self.failed(request)
         return self.outcome(plan, request, decisions)
+
+    def failed(self, request: RequestInfo) -> Outcome:
+        """The ``on_error`` outcome when the backend failed (logged with its traceback)."""
+        log.warning("rate limit backend failed for %s", request.path, exc_info=True)
+        if self.deny_on_error and not self.shadow:
+            return Outcome(service_unavailable(), [], 0.0, None)
+        return _PASS
 
     def outcome(self, plan: Plan, request: RequestInfo, decisions: list[Decision]) -> Outcome:
         """Turn the decisions of a plan into what the adapter does."""
@@ -227,6 +234,14 @@ class Engine:
 
     def run(self, plan: Plan, request: RequestInfo) -> Outcome:
         """Drive :meth:`flow` with the blocking backend API."""
+        group = plan.single
+        if group is not None:
+            key = group.key(request)
+            try:
+                decisions = self.backend.decide(key, group.limits, group.cost, True)
+            except Exception:  # any backend failure goes to on_error
+                return self.failed(request)
+            return self.outcome(plan, request, decisions)
         flow = self.flow(plan, request)
         decide = self.backend.decide
         try:
@@ -244,6 +259,14 @@ class Engine:
 
     async def arun(self, plan: Plan, request: RequestInfo) -> Outcome:
         """Drive :meth:`flow` with the asyncio backend API."""
+        group = plan.single
+        if group is not None:
+            key = group.key(request)
+            try:
+                decisions = await self.backend.adecide(key, group.limits, group.cost, True)
+            except Exception:  # any backend failure goes to on_error
+                return self.failed(request)
+            return self.outcome(plan, request, decisions)
         flow = self.flow(plan, request)
         decide = self.backend.adecide
         try:

@@ -1,0 +1,249 @@
+"""HTTP overhead benchmark: our middleware vs bare apps and the libraries users would pick.
+
+Run from the repository root::
+
+    python -m benchmarks.http            # 3 interleaved rounds of 5 s per variant
+    python -m benchmarks.http --quick    # 1 round of 2 s per variant
+
+(``python benchmarks/http.py`` works too.)
+
+ASGI: a hello-world Starlette app under uvicorn (1 worker): bare, with
+``ratelimit.asgi.RateLimitMiddleware`` (memory backend), with slowapi (memory). WSGI: a
+hello-world Django app under gunicorn (1 gthread worker, 4 threads): bare, with
+``ratelimit.contrib.django.RateLimitMiddleware`` (memory), with django-ratelimit (LocMemCache).
+``wrk`` drives each server with keep-alive connections; requests per second are printed as
+ratios to the bare app of the same stack. The "admit" variants use limits far above the load
+(every request is admitted: this measures the overhead); the "reject" variants use 10/minute
+(nearly every request is rejected with 429). Server and load generator are pinned to
+different CPUs when ``taskset`` exists. Rounds are interleaved so that noise from other
+processes on the machine spreads over every variant; the median round is reported.
+
+The same module provides the apps (``asgi_app`` and ``django_app`` factories), selected by the
+``BENCH_VARIANT`` environment variable, so that the servers import them by name.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# Run as a script, this file's directory would come first on sys.path and "http" would shadow
+# the standard library's package: put the repository root there instead.
+if __name__ == "__main__" and sys.path and sys.path[0].endswith("benchmarks"):
+    sys.path[0] = sys.path[0][: -len("benchmarks")].rstrip("/\\") or "."
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+HIGH = "1000000/second"
+LOW = "10/minute"
+
+ASGI_VARIANTS = ["bare", "ours", "slowapi", "ours-reject", "slowapi-reject"]
+WSGI_VARIANTS = ["bare", "ours", "django-ratelimit", "ours-reject", "django-ratelimit-reject"]
+
+
+# --------------------------------------------------------------------------- the apps
+
+
+def asgi_app() -> Any:
+    """The Starlette app for ``BENCH_VARIANT`` (uvicorn ``--factory``)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    variant = os.environ.get("BENCH_VARIANT", "bare")
+    rate = LOW if variant.endswith("-reject") else HIGH
+
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("Hello, world!")
+
+    app = Starlette(routes=[Route("/", hello)])
+    if variant.startswith("ours"):
+        from ratelimit.asgi import RateLimitMiddleware
+
+        config = {"backend": "memory://", "rules": [{"name": "all", "path": "/**", "limit": rate}]}
+        return RateLimitMiddleware(app, config=config)
+    if variant.startswith("slowapi"):
+        from slowapi import Limiter, _rate_limit_exceeded_handler
+        from slowapi.errors import RateLimitExceeded
+        from slowapi.middleware import SlowAPIMiddleware
+        from slowapi.util import get_remote_address
+
+        limiter = Limiter(
+            key_func=get_remote_address, default_limits=[rate], storage_uri="memory://"
+        )
+        app.state.limiter = limiter
+        app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded_handler)  # type: ignore[arg-type]
+        app.add_middleware(SlowAPIMiddleware)
+    return app
+
+
+def django_app() -> Any:
+    """The Django WSGI app for ``BENCH_VARIANT`` (gunicorn ``'benchmarks.http:django_app()'``)."""
+    import django
+    from django.conf import settings
+    from django.core.wsgi import get_wsgi_application
+    from django.http import HttpRequest, HttpResponse
+    from django.urls import path
+
+    variant = os.environ.get("BENCH_VARIANT", "bare")
+    rate = LOW if variant.endswith("-reject") else HIGH
+
+    def hello(request: HttpRequest) -> HttpResponse:
+        return HttpResponse("Hello, world!", content_type="text/plain")
+
+    view: Any = hello
+    middleware: list[str] = []
+    if variant.startswith("ours"):
+        middleware = ["ratelimit.contrib.django.RateLimitMiddleware"]
+    elif variant.startswith("django-ratelimit"):
+        from django_ratelimit.decorators import ratelimit
+
+        view = ratelimit(
+            key="ip", rate=rate.replace("second", "s").replace("minute", "m"), block=True
+        )(hello)
+    module = sys.modules[__name__]
+    module.urlpatterns = [path("", view)]  # type: ignore[attr-defined]
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="benchmark",
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=middleware,
+        INSTALLED_APPS=[],
+        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+        RATELIMIT={"rules": [{"name": "all", "path": "/**", "limit": rate}]},
+        USE_TZ=True,
+    )
+    django.setup()
+    return get_wsgi_application()
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+def _pin(cpu: str) -> list[str]:
+    return ["taskset", "-c", cpu] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+
+
+def _server_command(stack: str, port: int) -> list[str]:
+    if stack == "asgi":
+        return [
+            *_pin("0"),
+            sys.executable, "-m", "uvicorn", "--factory", "benchmarks.http:asgi_app",
+            "--port", str(port), "--log-level", "warning", "--no-access-log",
+        ]  # fmt: skip
+    return [
+        *_pin("0"),
+        sys.executable, "-m", "gunicorn", "benchmarks.http:django_app()",
+        "--bind", f"127.0.0.1:{port}", "--workers", "1", "--worker-class", "gthread",
+        "--threads", "4", "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def _wrk(url: str, seconds: float, connections: int) -> tuple[float, int, int]:
+    """(requests/s, requests, non-2xx responses) from one wrk run."""
+    out = subprocess.run(
+        [*_pin("1"), "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, total, int(bad.group(1)) if bad else 0
+
+
+def _measure(stack: str, variant: str, seconds: float, connections: int) -> tuple[float, float]:
+    """Start the server for one variant, warm it up, measure; (requests/s, share rejected)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.support.servers import free_port, wait_for_port
+
+    port = free_port()
+    env = {**os.environ, "BENCH_VARIANT": variant, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        _server_command(stack, port),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, 30, proc)
+        url = f"http://127.0.0.1:{port}/"
+        _wrk(url, 1, connections)  # warm-up
+        rps, total, bad = _wrk(url, seconds, connections)
+        return rps, bad / total if total else 0.0
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every variant, interleaved, and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 round of 2 s per variant")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--duration", type=float, default=None, help="seconds per run")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--stack", choices=["asgi", "wsgi", "both"], default="both")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is needed: apt-get install wrk", file=sys.stderr)
+        return 2
+    rounds = args.rounds or (1 if args.quick else 3)
+    seconds = args.duration or (2.0 if args.quick else 5.0)
+    stacks = ["asgi", "wsgi"] if args.stack == "both" else [args.stack]
+    plan = {"asgi": ASGI_VARIANTS, "wsgi": WSGI_VARIANTS}
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for r in range(rounds):
+        for stack in stacks:
+            for variant in plan[stack]:
+                rps, rejected = _measure(stack, variant, seconds, args.connections)
+                results.setdefault((stack, variant), []).append((rps, rejected))
+                print(
+                    f"round {r + 1}/{rounds} {stack:4} {variant:24} {rps:9.0f} req/s "
+                    f"({rejected:.0%} rejected)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    print(
+        f"\n{rounds} round(s) x {seconds:g} s, wrk -t1 -c{args.connections}, "
+        f"median requests/s per variant; ratio = variant / bare of the same stack\n"
+    )
+    print(f"| {'stack':38} | {'variant':24} | {'req/s':>8} | {'ratio':>5} | {'rejected':>8} |")
+    print(f"|{'-' * 40}|{'-' * 26}|{'-' * 10}|{'-' * 7}|{'-' * 10}|")
+    names = {
+        "asgi": "Starlette + uvicorn (ASGI)",
+        "wsgi": "Django + gunicorn gthread (WSGI)",
+    }
+    for stack in stacks:
+        bare = statistics.median(v[0] for v in results[(stack, "bare")])
+        for variant in plan[stack]:
+            runs = results[(stack, variant)]
+            rps = statistics.median(v[0] for v in runs)
+            rejected = statistics.median(v[1] for v in runs)
+            print(
+                f"| {names[stack]:38} | {variant:24} | {rps:8.0f} | {rps / bare:5.2f} "
+                f"| {rejected:8.0%} |"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
