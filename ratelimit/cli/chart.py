@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MultipleLocator
@@ -27,12 +28,16 @@ _LIMIT = "#1f4e9c"
 
 @dataclass(frozen=True, slots=True)
 class Panel:
-    """One panel: a title, the binned counts and the configured rate (per second) if known."""
+    """One panel: a title, the binned counts and the configured rate (per second) if known.
+
+    ``show_served`` adds a line of admitted requests by response time (for shaping servers).
+    """
 
     title: str
     timeline: Timeline
     rate: float | None = None
     rate_label: str = ""
+    show_served: bool = False
 
 
 def write_chart(
@@ -46,7 +51,7 @@ def write_chart(
     ``marks`` are ``(seconds, label)`` moments drawn as dotted vertical lines on every panel.
     """
     count = len(panels)
-    fig = Figure(figsize=(11, 1.9 * count + 1.4), dpi=110, layout="constrained")
+    fig = Figure(figsize=(11, 1.9 * count + 1.6), dpi=110, layout="constrained")
     axes = fig.subplots(count, 1, sharex=True, squeeze=False)[:, 0]
     top: float = 1
     for panel in panels:
@@ -60,6 +65,7 @@ def write_chart(
         )
         if panel.rate is not None:
             top = max(top, panel.rate * BIN)
+    handles: dict[str, Any] = {}
     for ax, panel in zip(axes, panels, strict=True):
         t = panel.timeline
         x = [i * BIN for i in range(len(t.admitted))]
@@ -83,6 +89,15 @@ def write_chart(
                 linewidth=0,
             )
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        if panel.show_served:
+            ax.step(
+                [*x, len(x) * BIN],
+                [*t.served, t.served[-1] if t.served else 0],
+                where="post",
+                color="black",
+                linewidth=1.2,
+                label="admitted, by response time",
+            )
         if panel.rate is not None:
             per_bin = panel.rate * BIN
             label = panel.rate_label or f"limit {panel.rate:g}/s"
@@ -97,7 +112,16 @@ def write_chart(
             ax.xaxis.set_major_locator(MultipleLocator(1))
         ax.grid(axis="x", color="#dddddd", linewidth=0.6)
         ax.set_axisbelow(True)
-        ax.legend(loc="upper right", fontsize=7, ncols=4, framealpha=0.85)
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
     axes[-1].set_xlabel("seconds since the start of the traffic")
     fig.suptitle(title, fontsize=12)
+    fig.legend(
+        list(handles.values()),
+        list(handles.keys()),
+        loc="outside upper center",
+        ncols=min(6, len(handles)),
+        fontsize=8,
+        frameon=False,
+    )
     fig.savefig(os.fspath(path), format="png")

@@ -185,8 +185,12 @@ def run_demo(args: argparse.Namespace) -> int:
                 sent = sum(1 for s in stream.samples if s.status != DROPPED)  # or in flight
                 ok = sum(1 for s in stream.samples if 0 < s.status < 400)
                 cells.append(f"{_SHORT[name]} {ok}/{sent}")
-            shown = min(max(elapsed, 0.0), duration)
-            return f"[{shown:4.1f}/{duration:g} s] admitted/sent: " + "  ".join(cells)
+            waiting = sum(stream.in_flight for stream in streams.values())
+            if elapsed <= duration:
+                clock = f"[{max(elapsed, 0.0):4.1f}/{duration:g} s]"
+            else:
+                clock = f"[{duration:g} s sent, {waiting} awaited]"
+            return f"{clock} admitted/sent: " + "  ".join(cells)
 
         progress = Progress(render, enabled=not (args.quiet or args.json))
         asyncio.run(_drive(list(streams.values()), _backend_clock(args.backend), progress))
@@ -210,6 +214,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 s.timeline,
                 rate.per_second,
                 f"limit {rate}",
+                show_served=name == "leaky_bucket",
             )
             for name, s in summaries.items()
         ],

@@ -144,24 +144,35 @@ def _headers(samples: Iterable[Sample]) -> HeaderSummary:
 
 @dataclass(slots=True)
 class Timeline:
-    """Counts per :data:`BIN` seconds of send time (dropped requests: of due time)."""
+    """Counts per :data:`BIN` seconds of send time (dropped requests: of due time).
+
+    ``served`` counts the admitted requests again, by the time their response arrived: it
+    differs from ``admitted`` when the server delays responses (leaky-bucket shaping).
+    """
 
     admitted: list[int]
     rejected: list[int]
     errors: list[int]
     dropped: list[int]
+    served: list[int]
 
     @classmethod
     def of(cls, samples: Sequence[Sample], duration: float) -> Timeline:
-        """Bin ``samples`` over ``[0, duration)`` (anything later goes in the last bin)."""
-        bins = max(1, math.ceil(duration / BIN - 1e-9))
+        """Bin ``samples`` over ``[0, duration)``, extended to the last response if later."""
+        ends = [s.sent + s.latency for s in samples if not math.isnan(s.latency)]
+        bins = max(1, math.ceil(max(duration, *ends, 0.0) / BIN - 1e-9))
         series: dict[str, list[int]] = {
-            name: [0] * bins for name in ("admitted", "rejected", "errors", "dropped")
+            name: [0] * bins for name in ("admitted", "rejected", "errors", "dropped", "served")
         }
+
+        def index(when: float) -> int:
+            return min(bins - 1, max(0, int(when / BIN + 1e-9)))  # 0.3 / 0.1 is 2.999...
+
         for s in samples:
-            when = s.due if s.status == DROPPED else s.sent
-            index = min(bins - 1, max(0, int(when / BIN)))
-            series[_kind(s)][index] += 1
+            kind = _kind(s)
+            series[kind][index(s.due if kind == "dropped" else s.sent)] += 1
+            if kind == "admitted":
+                series["served"][index(s.sent + s.latency)] += 1
         return cls(**series)
 
     def as_dict(self) -> dict[str, Any]:
@@ -172,6 +183,7 @@ class Timeline:
             "rejected": self.rejected,
             "errors": self.errors,
             "dropped": self.dropped,
+            "served": self.served,
         }
 
 

@@ -23,7 +23,10 @@ def serve_in_thread(app: Any, *, start_timeout: float = 10.0) -> Iterator[str]:
     The listening socket is bound before uvicorn starts (port 0: the kernel picks a free
     port), so there is no race for the port. The server is shut down on exit.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
+    # and accepted sockets inherit it; with proto 0, Nagle's algorithm and delayed ACKs
+    # would add 40 ms to many responses.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
