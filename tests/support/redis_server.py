@@ -206,9 +206,7 @@ def redis_cluster(masters: int = 3) -> Iterator[RedisCluster]:
                 last = 16383 if i == masters - 1 else (i + 1) * step - 1
                 node.command("CLUSTER", "ADDSLOTSRANGE", str(i * step), str(last))
             for node in nodes[1:]:
-                node.command(
-                    "CLUSTER", "MEET", "127.0.0.1", str(nodes[0].port), str(bus_ports[0])
-                )
+                node.command("CLUSTER", "MEET", "127.0.0.1", str(nodes[0].port), str(bus_ports[0]))
             deadline = time.monotonic() + 20
             while not all(_cluster_ok(node, masters) for node in nodes):
                 if time.monotonic() > deadline:

@@ -1,0 +1,279 @@
+"""The Lua script: parity with the memory backend, key layout, TTLs, atomicity, NOSCRIPT.
+
+These run against a real redis-server when the binary is there, else against fakeredis with
+Lua (so they never skip).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import struct
+from importlib import resources
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ratelimit import BackendError, ConfigError, Limit, Limiter, MemoryBackend, RedisBackend
+from ratelimit.algorithms import ALGORITHMS
+from ratelimit.backends.redis_script import SCRIPT, key_tag
+from tests.conftest import FakeClock
+from tests.core.scenarios import SCENARIOS
+from tests.core.strategies import limits as any_limit
+
+#: Fake time does not follow real time, and Redis expires keys in real time: pad the TTLs
+#: (the state carries its own times, so this never changes a decision).
+PAD = 10 * 24 * 3600 * 1000
+_prefixes = itertools.count()
+
+
+def _backend(client: Any, clock: FakeClock) -> RedisBackend:
+    return RedisBackend(client, clock=clock, prefix=f"t{next(_prefixes)}:", ttl_pad_ms=PAD)
+
+
+def _fields(decisions: list[Any]) -> list[tuple[Any, ...]]:
+    return [tuple(d[:6]) for d in decisions]
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[list[Limit], list[tuple[int, str, int, bool]]]:
+    """1 to 3 limits (distinct names) and a timeline of (ms, key, cost, consume) steps.
+
+    Either two keys on a clock that never goes back, or one key on a clock that now and then
+    goes back. (With two keys and a clock going back, the memory backend may already have
+    dropped a state that had expired at a later time, as Redis would by TTL: not comparable.)
+    """
+    count = draw(st.integers(1, 3))
+    limits = [dataclasses.replace(draw(any_limit()), name=f"limit{i}") for i in range(count)]
+    longest = max(limit.rate.period_ms for limit in limits)
+    goes_back = draw(st.booleans())
+    keys = ["a"] if goes_back else ["a", "b"]
+    lowest_gap = -longest // 4 if goes_back else 0
+    now = draw(st.integers(0, 5 * longest))
+    steps = []
+    for gap, key, cost, consume in draw(
+        st.lists(
+            st.tuples(
+                st.integers(lowest_gap, 2 * longest) | st.just(0),
+                st.sampled_from(keys),
+                st.integers(1, 4) | st.just(1),
+                st.booleans() | st.just(True),
+            ),
+            min_size=1,
+            max_size=50,
+        )
+    ):
+        now = max(0, now + gap)
+        steps.append((now, key, cost, consume))
+    return limits, steps
+
+
+@settings(
+    max_examples=600,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=scenarios())
+def test_redis_decisions_equal_memory_decisions(
+    script_client: Any, case: tuple[list[Limit], list[tuple[int, str, int, bool]]]
+) -> None:
+    """Driven by the same random timeline, Redis and memory give identical decisions."""
+    limits, steps = case
+    clock = FakeClock()
+    memory = MemoryBackend(clock=clock)
+    redis_backend = _backend(script_client, clock)
+    for i, (ms, key, cost, consume) in enumerate(steps):
+        clock.set_ms(ms)
+        want = memory.decide(key, limits, cost, consume)
+        got = redis_backend.decide(key, limits, cost, consume)
+        assert _fields(got) == _fields(want), f"step {i} at {ms} ms, key {key}, cost {cost}"
+        assert [d.policy for d in got] == limits
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_redis_follows_scenario_table(script_client: Any, name: str) -> None:
+    """Redis reproduces every row of the hand-written scenario tables."""
+    limit, steps = SCENARIOS[name]
+    clock = FakeClock()
+    limiter = Limiter(_backend(script_client, clock))
+    for row, step in enumerate(steps):
+        clock.set_ms(step.t)
+        decision = limiter.hit("client", limit, cost=step.cost)
+        got = (decision.allowed, decision.remaining, decision.retry_after, decision.delay)
+        assert got == (step.allowed, step.remaining, step.retry, step.delay), f"row {row}"
+        if step.reset is not None:
+            assert decision.reset_after == step.reset, f"{name} row {row}: reset_after"
+        assert decision.policy is limit
+
+
+def test_script_holds_every_algorithm_file() -> None:
+    """The shipped script is the dispatcher plus one .lua file per algorithm."""
+    lua = resources.files("ratelimit.backends").joinpath("lua")
+    for name in ALGORITHMS:
+        body = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+        assert body in SCRIPT
+    assert "-- @algorithms" not in SCRIPT
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_cost_above_capacity_is_never_admitted(script_client: Any, algorithm: str) -> None:
+    """A cost larger than the capacity is rejected with retry_after = inf, consuming nothing."""
+    clock = FakeClock()
+    backend = _backend(script_client, clock)
+    limit = Limit("3/second", algorithm=algorithm)
+    [decision] = backend.decide("k", [limit], 4)
+    assert not decision.allowed
+    assert decision.retry_after == float("inf")
+    assert decision.remaining == 3
+    assert script_client.exists(backend.key_for("k", limit)) == 0
+
+
+def test_rejection_by_one_limit_consumes_nothing(script_client: Any) -> None:
+    """When one limit rejects, the other limits of the decision keep their state."""
+    clock = FakeClock()
+    backend = _backend(script_client, clock)
+    wide = Limit("10/second", algorithm="token_bucket", name="wide")
+    narrow = Limit("1/minute", name="narrow")
+    assert all(d.allowed for d in backend.decide("k", [wide, narrow], 1))
+    before = script_client.get(backend.key_for("k", wide))
+    decisions = backend.decide("k", [wide, narrow], 1)
+    assert [d.allowed for d in decisions] == [True, False]
+    assert script_client.get(backend.key_for("k", wide)) == before
+    assert backend.decide("k", [wide], 1)[0].remaining == 8
+
+
+def test_dry_run_writes_nothing(script_client: Any) -> None:
+    """consume=False (Limiter.peek) reports the decision but stores no state."""
+    clock = FakeClock()
+    backend = _backend(script_client, clock)
+    limit = Limit("2/second", algorithm="sliding_log")
+    [decision] = backend.decide("k", [limit], 1, consume=False)
+    assert decision.allowed and decision.remaining == 1
+    assert script_client.exists(backend.key_for("k", limit)) == 0
+    limiter = Limiter(backend)
+    limiter.hit("k", limit)
+    assert limiter.peek("k", limit).remaining == 1
+
+
+def test_limiter_hit_peek_reset(script_client: Any) -> None:
+    """Limiter.hit counts, peek looks, reset forgets: through the Redis backend."""
+    clock = FakeClock()
+    limiter = Limiter(_backend(script_client, clock))
+    assert [limiter.hit("ip", "2/minute").allowed for _ in range(3)] == [True, True, False]
+    assert limiter.peek("ip", "2/minute").remaining == 0
+    limiter.reset("ip", "2/minute")
+    assert limiter.peek("ip", "2/minute").remaining == 2
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "expected_ms"),
+    [
+        ("fixed_window", 600),  # to the window's end
+        ("sliding_window", 1600),  # the count weighs on the next window too
+        ("sliding_log", 1000),  # the last entry leaves the log
+        ("token_bucket", 500),  # one token back at 2/s
+        ("leaky_bucket", 500),  # one unit drained at 2/s
+    ],
+)
+def test_ttl_is_the_time_until_fresh(script_client: Any, algorithm: str, expected_ms: int) -> None:
+    """Every write sets a TTL equal to the time until the state is a fresh key's again."""
+    clock = FakeClock()
+    clock.set_ms(1_000_400)
+    backend = RedisBackend(script_client, clock=clock)
+    limit = Limit("2/second", algorithm=algorithm)
+    backend.decide("k", [limit], 1)
+    ttl = script_client.pttl(backend.key_for("k", limit))
+    # PTTL counts down in real time from the moment of the write: allow what a slow CI needs.
+    assert expected_ms - 5000 < ttl <= expected_ms
+
+
+def test_key_layout_and_hostile_client_keys(script_client: Any) -> None:
+    """Keys are prefix{hash}limit; braces, binary and long client keys get distinct counters."""
+    clock = FakeClock()
+    backend = RedisBackend(script_client, clock=clock, prefix="app:")
+    limit = Limit("1/minute")
+    hostile = ["{a}", "}{", "{", "a}b{c", "\x00\xff\n", "\udcff", "x" * 5000, "", "{}"]
+    keys = [backend.key_for(k, limit) for k in hostile]
+    assert len(set(keys)) == len(hostile)
+    for key in keys:
+        assert key.startswith(b"app:{")
+        tag = key[4 : key.index(b"}") + 1]
+        assert len(tag) == 18 and tag.count(b"{") == 1 and tag.count(b"}") == 1
+        assert len(key) <= 28  # the 32-byte allocation class (see docs/redis.md)
+    for k in hostile:
+        assert backend.decide(k, [limit], 1)[0].allowed
+    for k in hostile:
+        assert not backend.decide(k, [limit], 1)[0].allowed
+    assert backend.decide(b"\x00{raw}", [limit], 1)[0].allowed
+
+
+def test_all_keys_of_a_client_share_one_tag(script_client: Any) -> None:
+    """Every limit of one client key uses the same {tag}, so a decision stays in one slot."""
+    backend = RedisBackend(script_client)
+    tag = key_tag("203.0.113.7")
+    limits = [Limit("1/second"), Limit("5/minute", algorithm="token_bucket"), Limit("9/hour")]
+    for limit in limits:
+        assert tag in backend.key_for("203.0.113.7", limit)
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [
+        Limit("100/minute"),
+        Limit("100/minute", algorithm="sliding_window"),
+        Limit("10/second", algorithm="token_bucket", burst=20),
+        Limit("1000/hour", algorithm="leaky_bucket"),
+    ],
+)
+def test_state_is_compact(script_client: Any, limit: Limit) -> None:
+    """The state of the O(1) algorithms is one string of at most 12 bytes."""
+    backend = RedisBackend(script_client)
+    backend.decide("k", [limit], 1)
+    assert script_client.strlen(backend.key_for("k", limit)) <= 12
+
+
+def test_server_clock_is_used_without_a_clock(script_client: Any) -> None:
+    """With no clock given, the script stamps states with the Redis server's TIME."""
+    backend = RedisBackend(script_client)
+    limit = Limit("5/second", algorithm="token_bucket")
+    backend.decide("k", [limit], 1)
+    last_ms, _ = struct.unpack(">6s2s", script_client.get(backend.key_for("k", limit)))
+    seconds, micros = script_client.time()
+    server_ms = seconds * 1000 + micros // 1000
+    assert abs(int.from_bytes(last_ms, "big") - server_ms) < 60_000
+
+
+def test_noscript_is_handled_transparently(script_client: Any) -> None:
+    """After SCRIPT FLUSH the next decision reloads the script and succeeds."""
+    clock = FakeClock()
+    backend = _backend(script_client, clock)
+    limit = Limit("3/second")
+    assert backend.decide("k", [limit], 1)[0].remaining == 2
+    script_client.script_flush()
+    assert backend.decide("k", [limit], 1)[0].remaining == 1
+    assert backend.decide("k", [limit], 1)[0].remaining == 0
+
+
+def test_bad_settings_are_config_errors(script_client: Any) -> None:
+    """Bad prefixes, timeouts, URLs and pads fail at start-up with ConfigError."""
+    with pytest.raises(ConfigError, match="prefix"):
+        RedisBackend(script_client, prefix="{app}")
+    with pytest.raises(ConfigError, match="ttl_pad_ms"):
+        RedisBackend(script_client, ttl_pad_ms=-1)
+    with pytest.raises(ConfigError, match="timeout"):
+        RedisBackend.from_url("redis://localhost", timeout=0)
+    with pytest.raises(ConfigError, match="host:port"):
+        RedisBackend.from_url("redis+cluster://localhost")
+    with pytest.raises(ConfigError, match="service"):
+        RedisBackend.from_url("redis+sentinel://localhost:26379")
+    with pytest.raises(ConfigError):
+        RedisBackend()
+
+
+def test_negative_clock_is_a_backend_error(script_client: Any) -> None:
+    """A clock before the epoch cannot be stored and is reported, not silently wrapped."""
+    backend = RedisBackend(script_client, clock=lambda: -1.0)
+    with pytest.raises(BackendError, match="clock"):
+        backend.decide("k", [Limit("1/second")], 1)
