@@ -28,13 +28,13 @@ def _run(args: argparse.Namespace) -> int:
         from ratelimit.cli.loadtest import run_loadtest
 
         return run_loadtest(args)
-    from ratelimit.cli import admin
+    from ratelimit.cli.admin import run_check, run_inspect, run_reset
 
     if command == "check":
-        return admin.run_check(args)
+        return run_check(args)
     if command == "inspect":
-        return admin.run_inspect(args)
-    return admin.run_reset(args)
+        return run_inspect(args)
+    return run_reset(args)
 
 
 def _fail(message: object) -> int:

@@ -13,6 +13,8 @@ it to report how long shaping held each request.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -91,10 +93,22 @@ async def _index(request: Request) -> Response:
 
 
 def create_app(backend: str = "memory://") -> ASGIApp:
-    """The demo ASGI app: routes, the rate-limit middleware on ``backend``, Server-Timing."""
+    """The demo ASGI app: routes, the rate-limit middleware on ``backend``, Server-Timing.
+
+    At lifespan shutdown the backend's asyncio connections (Redis) are closed.
+    """
     from ratelimit.asgi import RateLimitMiddleware
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        aclose = getattr(limited.engine.backend, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
     routes = [Route("/", _index)]
     routes += [Route(f"/demo/{algorithm}", _ok) for algorithm in ALGORITHMS]
-    app = Starlette(routes=routes)
-    return ServerTiming(RateLimitMiddleware(app, config=demo_config(backend)))
+    limited = RateLimitMiddleware(
+        Starlette(routes=routes, lifespan=lifespan), config=demo_config(backend)
+    )
+    return ServerTiming(limited)

@@ -1,0 +1,192 @@
+"""``ratelimit check``, ``inspect`` and ``reset``: config files and counters in a backend."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from ratelimit import Limit, Limiter
+from ratelimit.asgi import RateLimitMiddleware
+from tests.cli.conftest import RunCli, first_line_error
+from tests.support.redis_server import HAVE_REDIS, SKIP_REASON, RedisServer, redis_server
+from tests.support.servers import uvicorn_server
+
+GOOD = """\
+backend = "memory://"
+key = "ip"
+
+[[rules]]
+name = "login"
+path = "/auth/login"
+methods = ["POST"]
+limit = "5/minute"
+
+[[rules]]
+name = "api"
+path = "/api/**"
+limits = ["10/second", "1000/hour"]
+algorithm = "token_bucket"
+burst = 20
+key = "header:x-api-key"
+
+[[rules]]
+path = "/healthz"
+exempt = true
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "ratelimit.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_check_prints_the_rules(run_cli: RunCli, tmp_path: Path) -> None:
+    """A valid config is reported OK with one table row per rule, in order."""
+    path = _write(tmp_path, GOOD)
+    result = run_cli("check", str(path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{path}: OK, 3 rules; backend memory://")
+    assert lines[1].split() == ["#", "name", "path", "methods", "limits", "key", "cost"]
+    login, api, health = lines[3], lines[4], lines[5]
+    assert login.split()[:4] == ["0", "login", "/auth/login", "POST"]
+    assert "5/minute (fixed_window)" in login and "ip (default)" in login
+    assert "10/second (token_bucket, burst 20); 1000/hour (token_bucket, burst 20)" in api
+    assert "header:x-api-key" in api
+    assert health.split()[2:5] == ["/healthz", "*", "exempt"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[[rules]]\npath = "/x"\nlimit = "10/fortnight"\n', "rules[0].limit"),
+        ('[[rules]]\npath = "/x"\nlimit = "1/s"\n[[rules]]\npath = "/y"\nlimt = "1/s"\n', "limt"),
+        ('backend = "memory://"\nkey = "ip"\nheaders = "fancy"\n', "headers"),
+        ('[[rules]]\npath = "/x"\nlimit = "1/s"\nburst = 3\n', "burst"),
+        ("rules = [\n", "invalid TOML"),
+    ],
+)
+def test_check_rejects_bad_configs(
+    run_cli: RunCli, tmp_path: Path, text: str, expected: str
+) -> None:
+    """An invalid config exits 1 with one line naming the file and the offending key."""
+    path = _write(tmp_path, text, "bad.toml")
+    line = first_line_error(run_cli("check", str(path)))
+    assert str(path) in line
+    assert expected in line
+
+
+def test_inspect_unknown_rule_lists_the_rules(run_cli: RunCli, tmp_path: Path) -> None:
+    """Asking for a rule the config does not have names the rules it does have."""
+    path = _write(tmp_path, GOOD)
+    line = first_line_error(run_cli("inspect", "1.2.3.4", "--config", str(path), "--rule", "nope"))
+    assert "'nope'" in line and "'login'" in line and "'api'" in line
+
+
+def test_inspect_memory_backend_warns_it_sees_nothing(run_cli: RunCli) -> None:
+    """A memory:// backend cannot be inspected from outside its process: the CLI says so."""
+    result = run_cli("inspect", "k", "--limit", "5/minute", "--backend", "memory://")
+    assert result.returncode == 0, result.stderr
+    assert "ratelimit: note: a memory:// backend" in result.stderr
+    assert "a request now would be admitted" in result.stdout
+
+
+# --- against a real Redis -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    """A real redis-server for this module."""
+    if not HAVE_REDIS:
+        pytest.skip(SKIP_REASON)
+    with redis_server() as server:
+        yield server
+
+
+def _inspect(run_cli: RunCli, *args: str) -> dict[str, Any]:
+    result = run_cli("inspect", *args, "--json")
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+async def _ok(request: Request) -> Response:
+    return PlainTextResponse("ok\n")
+
+
+@pytest.mark.redis
+def test_inspect_and_reset_a_rule_the_middleware_counted(
+    run_cli: RunCli, redis: RedisServer, tmp_path: Path
+) -> None:
+    """Requests counted by the middleware show in ``inspect --rule``; ``reset`` clears them
+    and the client is admitted again."""
+    redis.command("FLUSHALL")
+    config = _write(
+        tmp_path,
+        f'backend = "{redis.url}"\n\n[[rules]]\nname = "login"\npath = "/login"\n'
+        'limit = "5/minute"\n',
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        await app.engine.backend.aclose()  # type: ignore[attr-defined]  # a RedisBackend
+
+    app = RateLimitMiddleware(
+        Starlette(routes=[Route("/login", _ok)], lifespan=lifespan), config=str(config)
+    )
+    who = ("127.0.0.1", "--config", str(config), "--rule", "login")
+    with uvicorn_server(app) as url, httpx.Client(base_url=url) as client:
+        assert [client.get("/login").status_code for _ in range(3)] == [200, 200, 200]
+        state = _inspect(run_cli, *who)
+        assert state["backend"] == redis.url
+        assert state["key"].endswith("127.0.0.1")
+        assert [(s["id"], s["remaining"], s["capacity"]) for s in state["limits"]] == [
+            ("login", 2, 5)
+        ]
+        assert state["allowed"] is True
+        assert [client.get("/login").status_code for _ in range(3)] == [200, 200, 429]
+        text = run_cli("inspect", *who)
+        assert text.returncode == 0, text.stderr
+        assert "a request now would be rejected: retry in" in text.stdout
+        assert _inspect(run_cli, *who)["allowed"] is False
+
+        result = run_cli("reset", *who)
+        assert result.returncode == 0, result.stderr
+        assert "reset key" in result.stdout and "login" in result.stdout
+        assert _inspect(run_cli, *who)["limits"][0]["remaining"] == 5
+        assert client.get("/login").status_code == 200
+
+
+@pytest.mark.redis
+def test_inspect_and_reset_a_limit_given_on_the_command_line(
+    run_cli: RunCli, redis: RedisServer
+) -> None:
+    """``--limit`` with its algorithm and burst finds the counters a Limiter used for KEY."""
+    redis.command("FLUSHALL")
+    limit = Limit("10/minute", algorithm="token_bucket", burst=20)
+    limiter = Limiter(redis.url)
+    for _ in range(4):
+        assert limiter.hit("client-7", limit).allowed
+    args = ("client-7", "--limit", "10/minute", "--algorithm", "token_bucket", "--burst", "20")
+    args += ("--backend", redis.url)
+    state = _inspect(run_cli, *args)
+    assert state["limits"][0]["remaining"] == 16
+    assert state["limits"][0]["capacity"] == 20
+    assert _inspect(run_cli, "client-8", *args[1:])["limits"][0]["remaining"] == 20
+    assert run_cli("reset", *args).returncode == 0
+    assert limiter.peek("client-7", limit).remaining == 20
+    close = getattr(limiter.backend, "close", None)
+    if close is not None:
+        close()
