@@ -109,13 +109,19 @@ class _ThreadingWSGIServer(WSGIServer):
 
 
 @contextlib.contextmanager
-def wsgi_server(app: Callable[..., Any], kind: str = "waitress", threads: int = 4) -> Iterator[str]:
-    """Serve a WSGI ``app`` in a background thread with ``waitress`` or ``wsgiref``."""
+def wsgi_server(
+    app: Callable[..., Any], kind: str = "waitress", threads: int = 4, **options: Any
+) -> Iterator[str]:
+    """Serve a WSGI ``app`` in a background thread with ``waitress`` or ``wsgiref``.
+
+    ``options`` go to waitress (note: waitress drops ``X-Forwarded-*`` headers unless told
+    ``clear_untrusted_proxy_headers=False`` or given its own ``trusted_proxy``).
+    """
     port = free_port()
     if kind == "waitress":
         from waitress.server import create_server
 
-        server: Any = create_server(app, host=HOST, port=port, threads=threads)
+        server: Any = create_server(app, host=HOST, port=port, threads=threads, **options)
         thread = threading.Thread(target=server.run, name=f"waitress:{port}", daemon=True)
         thread.start()
         try:
