@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -120,6 +120,9 @@ class RateLimitMiddleware:
 
     sync_capable = True
     async_capable = True
+    #: How shaping waits, sync and async (replaceable in tests).
+    sleep: Callable[[float], Any] = staticmethod(time.sleep)
+    asleep: Callable[[float], Awaitable[Any]] = staticmethod(asyncio.sleep)
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
@@ -139,7 +142,7 @@ class RateLimitMiddleware:
         if outcome.reply is not None:
             return to_response(outcome.reply)
         if outcome.delay:
-            time.sleep(outcome.delay)
+            self.sleep(outcome.delay)
         return _finish(self.get_response(request), outcome)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -152,7 +155,7 @@ class RateLimitMiddleware:
         if outcome.reply is not None:
             return to_response(outcome.reply)
         if outcome.delay:
-            await asyncio.sleep(outcome.delay)
+            await self.asleep(outcome.delay)
         return _finish(await self.get_response(request), outcome)
 
 
