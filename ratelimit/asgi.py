@@ -83,6 +83,9 @@ class RateLimitMiddleware:
         engine: a ready :class:`~ratelimit.http.engine.Engine` (overrides the others).
     """
 
+    #: How shaping waits (replaceable in tests).
+    sleep: Callable[[float], Awaitable[Any]] = staticmethod(asyncio.sleep)
+
     def __init__(
         self,
         app: ASGIApp,
@@ -114,7 +117,7 @@ class RateLimitMiddleware:
                 await deny_websocket(scope, receive, send, outcome.reply)
             return
         if outcome.delay:
-            await asyncio.sleep(outcome.delay)
+            await self.sleep(outcome.delay)
         extra = outcome.headers
         if not extra:
             await self.app(scope, receive, send)

@@ -74,6 +74,9 @@ class RateLimitMiddleware:
         engine: a ready :class:`~ratelimit.http.engine.Engine` (overrides the others).
     """
 
+    #: How shaping waits (replaceable in tests).
+    sleep: Callable[[float], Any] = staticmethod(time.sleep)
+
     def __init__(
         self,
         app: WSGIApp,
@@ -100,7 +103,7 @@ class RateLimitMiddleware:
             start_response(status_line(reply.status), str_headers(reply.headers))
             return [reply.body]
         if outcome.delay:
-            time.sleep(outcome.delay)
+            self.sleep(outcome.delay)
         if not outcome.headers:
             return self.app(environ, start_response)
         extra = str_headers(outcome.headers)
