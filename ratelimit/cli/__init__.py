@@ -3,7 +3,7 @@
 ``main(argv)`` returns the exit status: 0 on success, 1 with a one-line
 ``ratelimit: error: ...`` message on stderr for bad input (never a traceback), 130 when
 interrupted. Each command's module is imported only when that command runs, so ``check``,
-``inspect`` and ``reset`` work without the ``demo`` extra (httpx, uvicorn, matplotlib).
+``inspect`` and ``reset`` work without the ``demo`` extra (uvicorn, Starlette, matplotlib).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import MultipleLocator
+from matplotlib.ticker import MaxNLocator, MultipleLocator
 
 from ratelimit.cli.report import BIN, Timeline
 
@@ -24,6 +24,7 @@ _REJECTED = "#d9534f"
 _ERRORS = "#7f7f7f"
 _DROPPED = "#f0ad4e"
 _LIMIT = "#1f4e9c"
+_BAR_LABELS = ("admitted", "rejected (429)", "errors", "dropped (not sent)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,7 @@ def write_chart(
         ax.set_title(panel.title, loc="left", fontsize=10)
         ax.set_ylabel("requests\nper 100 ms", fontsize=8)
         ax.set_ylim(0, top * 1.15)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlim(0, len(x) * BIN)
         if len(x) * BIN <= 30:
             ax.xaxis.set_major_locator(MultipleLocator(1))
@@ -116,10 +118,11 @@ def write_chart(
             handles.setdefault(label, handle)
     axes[-1].set_xlabel("seconds since the start of the traffic")
     fig.suptitle(title, fontsize=12)
+    bars_first = sorted(handles, key=lambda label: label not in _BAR_LABELS)
     fig.legend(
-        list(handles.values()),
-        list(handles.keys()),
-        loc="outside upper center",
+        [handles[label] for label in bars_first],
+        bars_first,
+        loc="outside lower center",
         ncols=min(6, len(handles)),
         fontsize=8,
         frameon=False,

@@ -175,7 +175,7 @@ def run_demo(args: argparse.Namespace) -> int:
     say(traffic.describe(duration), file=sys.stderr)
     with serve_in_thread(app) as base:
         streams = {
-            name: Stream(f"{base}/demo/{name}", traffic.schedule, CONCURRENCY)
+            name: Stream(f"{base}/demo/{name}", traffic.schedule, CONCURRENCY, same_clock=True)
             for name in ALGORITHMS
         }
 

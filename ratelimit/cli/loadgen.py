@@ -43,6 +43,7 @@ PENDING = -2
 ERROR = 0
 
 _SERVER_TIMING_DUR = re.compile(r"dur=([0-9.]+)")
+_SERVER_TIMING_ARRIVED = re.compile(r'arrived;desc="?([0-9.]+)')
 
 
 @dataclass(slots=True)
@@ -58,16 +59,28 @@ class Sample:
     policy: str | None = None
     legacy_remaining: str | None = None
     server_ms: float | None = None
+    arrived: float | None = None
     error: str | None = None
+
+    @property
+    def at(self) -> float:
+        """When the server saw the request if it said so (same clock only), else when sent."""
+        return self.sent if self.arrived is None else self.arrived
 
 
 @dataclass(slots=True)
 class Stream:
-    """One URL driven by one arrival schedule, with its own in-flight bound."""
+    """One URL driven by one arrival schedule, with its own in-flight bound.
+
+    ``same_clock``: the server runs in this process and reports its arrival time on
+    ``time.monotonic()`` in ``Server-Timing: arrived;desc="<s>"`` (the demo app does): then
+    ``Sample.arrived`` is filled in.
+    """
 
     url: str
     schedule: Sequence[float]
     concurrency: int
+    same_clock: bool = False
     samples: list[Sample] = field(default_factory=list)
     in_flight: int = 0
 
@@ -105,7 +118,12 @@ async def _send(client: Client, stream: Stream, sample: Sample, start: float) ->
         sample.ratelimit = h.get("ratelimit")
         sample.policy = h.get("ratelimit-policy")
         sample.legacy_remaining = h.get("x-ratelimit-remaining")
-        sample.server_ms = _server_ms(h.get("server-timing"))
+        timing = h.get("server-timing")
+        sample.server_ms = _server_ms(timing)
+        if stream.same_clock and timing:
+            match = _SERVER_TIMING_ARRIVED.search(timing)
+            if match:
+                sample.arrived = float(match.group(1)) - start
     except (OSError, TimeoutError, ProtocolError, asyncio.IncompleteReadError) as exc:
         sample.latency = loop.time() - sent
         sample.status = ERROR

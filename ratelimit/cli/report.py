@@ -144,7 +144,7 @@ def _headers(samples: Iterable[Sample]) -> HeaderSummary:
 
 @dataclass(slots=True)
 class Timeline:
-    """Counts per :data:`BIN` seconds of send time (dropped requests: of due time).
+    """Counts per :data:`BIN` seconds of arrival time (``Sample.at``; dropped: due time).
 
     ``served`` counts the admitted requests again, by the time their response arrived: it
     differs from ``admitted`` when the server delays responses (leaky-bucket shaping).
@@ -170,7 +170,7 @@ class Timeline:
 
         for s in samples:
             kind = _kind(s)
-            series[kind][index(s.due if kind == "dropped" else s.sent)] += 1
+            series[kind][index(s.due if kind == "dropped" else s.at)] += 1
             if kind == "admitted":
                 series["served"][index(s.sent + s.latency)] += 1
         return cls(**series)
@@ -296,7 +296,7 @@ def summarize(samples: Sequence[Sample], duration: float, peak_window: float = 1
         latency_ms=_percentiles([s.latency * 1000 for s in answered]),
         send_lag_ms=_percentiles([lag * 1000 for lag in lags]),
         peak_window=peak_window,
-        peak_admitted=_peak([s.sent for s in admitted], peak_window),
+        peak_admitted=_peak([s.at for s in admitted], peak_window),
         max_server_ms=max(server) if server else None,
         headers=_headers(answered),
         timeline=Timeline.of(samples, duration),

@@ -4,10 +4,13 @@
 with the same limit (:data:`DEMO_RATE`; the buckets with burst :data:`DEMO_BURST`), keyed by
 client address, with IETF ``RateLimit`` headers. ``GET /`` lists the routes.
 
-:class:`ServerTiming` wraps the whole stack and adds ``Server-Timing: ratelimit;dur=<ms>``,
-the time from the request's arrival to its response start. The app itself answers at once,
-so that is the middleware's time, the leaky bucket's shaping delay included: the demo reads
-it to report how long shaping held each request.
+:class:`ServerTiming` wraps the whole stack and adds
+``Server-Timing: ratelimit;dur=<ms>, arrived;desc="<s>"``: ``dur`` is the time from the
+request's arrival to its response start (the app answers at once, so that is the
+middleware's time, the leaky bucket's shaping delay included) and ``arrived`` the arrival
+time on this process's ``time.monotonic()`` clock, the clock the memory backend decides with.
+The demo, running in the same process, uses both: to report how long shaping held requests,
+and to count admissions by the time the server saw them rather than the time they were sent.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def demo_config(backend: str = "memory://") -> dict[str, Any]:
 
 
 class ServerTiming:
-    """ASGI wrapper adding ``Server-Timing: ratelimit;dur=<ms since arrival>`` to responses."""
+    """ASGI wrapper adding ``Server-Timing: ratelimit;dur=<ms>, arrived;desc="<s>"``."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -67,15 +70,13 @@ class ServerTiming:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        arrived = time.perf_counter()
+        arrived = time.monotonic()
 
         async def timed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                ms = (time.perf_counter() - arrived) * 1000
-                headers = [
-                    *message.get("headers", ()),
-                    (b"server-timing", b"ratelimit;dur=%.1f" % ms),
-                ]
+                ms = (time.monotonic() - arrived) * 1000
+                value = b'ratelimit;dur=%.1f, arrived;desc="%.6f"' % (ms, arrived)
+                headers = [*message.get("headers", ()), (b"server-timing", value)]
                 message = {**message, "headers": headers}
             await send(message)
 
