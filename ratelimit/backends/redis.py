@@ -40,7 +40,7 @@ from ratelimit.backends.redis_script import (
     limit_spec,
     script_args,
 )
-from ratelimit.backends.redis_url import client_factories
+from ratelimit.backends.redis_url import ClientFactories, client_factories
 from ratelimit.decision import Decision
 from ratelimit.errors import BackendError, ConfigError
 from ratelimit.limits import Limit
@@ -73,11 +73,14 @@ def _is_cluster_trouble(exc: BaseException) -> bool:
 class _AsyncSide:
     """The asyncio client of one event loop and its auto-pipeline."""
 
-    __slots__ = ("client", "owned", "pipeline")
+    __slots__ = ("client", "extras", "owned", "pipeline")
 
-    def __init__(self, client: Any, owned: bool, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self, client: Any, owned: bool, breaker: CircuitBreaker, extras: list[Any] | None = None
+    ) -> None:
         self.client = client
         self.owned = owned
+        self.extras = extras or []
         self.pipeline = AutoPipeline(client, SCRIPT_SHA, SCRIPT, breaker, _translate)
 
 
@@ -115,7 +118,7 @@ class RedisBackend:
         breaker_threshold: int = 5,
         breaker_cooldown: float = 1.0,
         breaker_clock: Callable[[], float] = time.monotonic,
-        _factories: tuple[Callable[[], Any], Callable[[], Any]] | None = None,
+        _factories: ClientFactories | None = None,
     ) -> None:
         if not isinstance(prefix, str) or "{" in prefix or "}" in prefix:
             raise ConfigError(f"Redis key prefix must be text without '{{' or '}}', got {prefix!r}")
@@ -131,6 +134,7 @@ class RedisBackend:
         self._pad = str(ttl_pad_ms).encode()
         self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown, breaker_clock)
         self._client = client
+        self._client_extras: list[Any] = []
         self._async_client = async_client
         self._factories = _factories
         self._lock = threading.Lock()
@@ -211,7 +215,7 @@ class RedisBackend:
                     if self._factories is None:
                         raise ConfigError("this RedisBackend has no sync client (async only)")
                     try:
-                        self._client = self._factories[0]()
+                        self._client, self._client_extras = self._factories[0]()
                     except ConfigError:
                         raise
                     except Exception as exc:
@@ -266,6 +270,9 @@ class RedisBackend:
         client, self._client = self._client, None
         if client is not None and self._factories is not None:
             client.close()
+            for extra in self._client_extras:
+                extra.close()
+            self._client_extras = []
 
     # -- asyncio ---------------------------------------------------------------------------
 
@@ -280,7 +287,8 @@ class RedisBackend:
         if side is None:
             if self._factories is None:
                 raise ConfigError("this RedisBackend has no asyncio client: pass async_client=")
-            side = self._sides[loop] = _AsyncSide(self._factories[1](), True, self.breaker)
+            client, extras = self._factories[1]()
+            side = self._sides[loop] = _AsyncSide(client, True, self.breaker, extras)
         return side
 
     async def adecide(
@@ -310,6 +318,8 @@ class RedisBackend:
         side = self._sides.pop(loop, None)
         if side is not None and side.owned:
             await side.client.aclose()
+            for extra in side.extras:
+                await extra.aclose()
 
     def __repr__(self) -> str:
         clock = "Redis TIME" if self._clock is None else "given clock"

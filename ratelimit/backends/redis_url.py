@@ -22,8 +22,9 @@ from ratelimit.errors import ConfigError
 
 __all__ = ["ClientFactories", "client_factories"]
 
-#: (make a sync client, make an asyncio client) — both lazy: neither connects.
-ClientFactories = tuple[Callable[[], Any], Callable[[], Any]]
+#: (make a sync client, make an asyncio client) — both lazy: neither connects. Each returns
+#: the client and the other clients it made (Sentinel connections), to close with it.
+ClientFactories = tuple[Callable[[], tuple[Any, list[Any]]], Callable[[], tuple[Any, list[Any]]]]
 
 
 def _hosts(url: str, netloc: str) -> list[tuple[str, int]]:
@@ -72,8 +73,8 @@ def client_factories(url: str, timeout: float, options: dict[str, Any]) -> Clien
 
     if scheme in ("redis", "rediss", "unix"):
         return (
-            lambda: redis.Redis.from_url(url, retry=sync_retry(), **common),
-            lambda: redis.asyncio.Redis.from_url(url, retry=async_retry(), **common),
+            lambda: (redis.Redis.from_url(url, retry=sync_retry(), **common), []),
+            lambda: (redis.asyncio.Redis.from_url(url, retry=async_retry(), **common), []),
         )
     if scheme == "redis+cluster":
         from redis import cluster
@@ -87,11 +88,15 @@ def client_factories(url: str, timeout: float, options: dict[str, Any]) -> Clien
             raise ConfigError(f"invalid Redis URL {url!r}: a Redis Cluster has no database path")
         creds = _credentials(parts.netloc)
         return (
-            lambda: RedisCluster(
-                startup_nodes=[ClusterNode(h, p) for h, p in hosts], **creds, **common
+            lambda: (
+                RedisCluster(
+                    startup_nodes=[ClusterNode(h, p) for h, p in hosts], **creds, **common
+                ),
+                [],
             ),
-            lambda: AsyncCluster(
-                startup_nodes=[AsyncNode(h, p) for h, p in hosts], **creds, **common
+            lambda: (
+                AsyncCluster(startup_nodes=[AsyncNode(h, p) for h, p in hosts], **creds, **common),
+                [],
             ),
         )
     if scheme == "redis+sentinel":
@@ -111,14 +116,18 @@ def client_factories(url: str, timeout: float, options: dict[str, Any]) -> Clien
         db = int(path[1]) if len(path) == 2 else 0
         creds = _credentials(parts.netloc)
         sentinel_kwargs = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-        return (
-            lambda: Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **common).master_for(
-                service, db=db, retry=sync_retry(), **creds
-            ),
-            lambda: AsyncSentinel(hosts, sentinel_kwargs=sentinel_kwargs, **common).master_for(
-                service, db=db, retry=async_retry(), **creds
-            ),
-        )
+
+        def sync_master() -> tuple[Any, list[Any]]:
+            sentinels = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **common)
+            master = sentinels.master_for(service, db=db, retry=sync_retry(), **creds)
+            return master, list(sentinels.sentinels)
+
+        def async_master() -> tuple[Any, list[Any]]:
+            sentinels = AsyncSentinel(hosts, sentinel_kwargs=sentinel_kwargs, **common)
+            master = sentinels.master_for(service, db=db, retry=async_retry(), **creds)
+            return master, list(sentinels.sentinels)
+
+        return sync_master, async_master
     raise ConfigError(
         f"invalid Redis URL {url!r}: use redis://, rediss://, unix://, redis+cluster:// "
         "or redis+sentinel://"

@@ -1,0 +1,123 @@
+"""RedisBackend on a real three-master Redis Cluster and behind a real Sentinel."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from ratelimit import Limit, Limiter, RedisBackend, backend_from_url
+from ratelimit.algorithms import ALGORITHMS
+from tests.support.redis_server import RedisCluster, RedisSentinel
+
+pytestmark = pytest.mark.redis
+
+HOSTILE = ["{a}", "}{", "{", "a}b{c", "\x00\xff", "\udcff", "x" * 3000, "", "plain"]
+
+
+def _threads(backend: RedisBackend, keys: list[str], limits: list[Limit], hits: int) -> int:
+    admitted = []
+
+    def run() -> None:
+        n = 0
+        for _ in range(hits):
+            for key in keys:
+                n += all(d.allowed for d in backend.decide(key, limits, 1))
+        admitted.append(n)
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(admitted)
+
+
+def test_cluster_decisions_are_exact(redis_cluster_setup: RedisCluster) -> None:
+    """On a Cluster, 6 threads over keys spread across slots get exactly L per key."""
+    backend = RedisBackend.from_url(
+        redis_cluster_setup.url, prefix="exact:", clock=lambda: 100.0, timeout=5
+    )
+    keys = [f"client-{i}" for i in range(12)]
+    for algorithm in ALGORITHMS:
+        limit = Limit("7/hour", algorithm=algorithm)
+        assert _threads(backend, keys, [limit], 3) == 7 * len(keys), algorithm
+    backend.close()
+
+
+def test_cluster_multi_limit_decisions_stay_in_one_slot(redis_cluster_setup: RedisCluster) -> None:
+    """Several limits in one decision never raise CROSSSLOT, whatever the client key."""
+    import redis
+
+    backend = backend_from_url(redis_cluster_setup.url, prefix="multi:", timeout=5)
+    assert isinstance(backend, RedisBackend)
+    limits = [
+        Limit("2/minute", name="a"),
+        Limit("5/hour", algorithm="token_bucket", name="b"),
+        Limit("3/minute", algorithm="sliding_log", name="c"),
+    ]
+    node = redis_cluster_setup.nodes[0]
+    with redis.Redis(port=node.port) as admin:
+        for key in HOSTILE:
+            slots = {admin.cluster("KEYSLOT", backend.key_for(key, lim)) for lim in limits}
+            assert len(slots) == 1, key
+            assert [all(d.allowed for d in backend.decide(key, limits, 1)) for _ in range(3)] == [
+                True,
+                True,
+                False,
+            ]
+    backend.close()
+
+
+def test_cluster_survives_script_flush_on_every_node(redis_cluster_setup: RedisCluster) -> None:
+    """SCRIPT FLUSH on all masters: the next decisions reload the script where needed."""
+    import redis
+
+    backend = RedisBackend.from_url(redis_cluster_setup.url, prefix="flush:", timeout=5)
+    limit = Limit("4/minute")
+    keys = [f"k{i}" for i in range(9)]
+    for key in keys:
+        assert backend.decide(key, [limit], 1)[0].remaining == 3
+    for node in redis_cluster_setup.nodes:
+        with redis.Redis(port=node.port) as admin:
+            admin.script_flush()
+    for key in keys:
+        assert backend.decide(key, [limit], 1)[0].remaining == 2
+    backend.close()
+
+
+async def test_cluster_asyncio_pipelined_decisions_are_exact(
+    redis_cluster_setup: RedisCluster,
+) -> None:
+    """asyncio on a Cluster: 400 concurrent calls over 8 keys admit exactly L per key."""
+    backend = RedisBackend.from_url(
+        redis_cluster_setup.url, prefix="async:", clock=lambda: 50.0, timeout=5
+    )
+    limiter = Limiter(backend)
+    limit = Limit("9/minute", algorithm="token_bucket")
+    decisions = await asyncio.gather(*(limiter.ahit(f"key-{i % 8}", limit) for i in range(400)))
+    assert sum(d.allowed for d in decisions) == 9 * 8
+    await backend.aclose()
+
+
+def test_sentinel_decisions_are_exact(redis_sentinel_setup: RedisSentinel) -> None:
+    """Through a Sentinel URL, threads get exactly L, and the state lives on the master."""
+    import redis
+
+    backend = backend_from_url(redis_sentinel_setup.url, prefix="sentinel:", timeout=5)
+    assert isinstance(backend, RedisBackend)
+    limit = Limit("11/hour", algorithm="sliding_window")
+    assert _threads(backend, ["one", "two"], [limit], 5) == 22
+    with redis.Redis(port=redis_sentinel_setup.master.port) as master:
+        assert master.exists(backend.key_for("one", limit)) == 1
+    backend.close()
+
+
+async def test_sentinel_asyncio_decisions_are_exact(redis_sentinel_setup: RedisSentinel) -> None:
+    """asyncio through a Sentinel URL: 100 concurrent calls admit exactly L."""
+    backend = RedisBackend.from_url(redis_sentinel_setup.url, prefix="asentinel:", timeout=5)
+    limit = Limit("13/hour", algorithm="leaky_bucket", mode="police")
+    decisions = await asyncio.gather(*(backend.adecide("k", [limit], 1) for _ in range(100)))
+    assert sum(d[0].allowed for d in decisions) == 13
+    await backend.aclose()
