@@ -16,6 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ratelimit.asgi import RateLimitMiddleware
+from tests.support.redis_server import HAVE_REDIS, SKIP_REASON, RedisServer, redis_server
 from tests.support.servers import uvicorn_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,3 +98,12 @@ def first_line_error(result: subprocess.CompletedProcess[str]) -> str:
     assert lines[0].startswith("ratelimit: error: "), lines[0]
     assert "Traceback" not in result.stderr
     return lines[0]
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    """A real redis-server for the module's tests (skipped, with the reason, without one)."""
+    if not HAVE_REDIS:
+        pytest.skip(SKIP_REASON)
+    with redis_server() as server:
+        yield server

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from starlette.routing import Route
 from ratelimit import Limit, Limiter
 from ratelimit.asgi import RateLimitMiddleware
 from tests.cli.conftest import RunCli, first_line_error
-from tests.support.redis_server import HAVE_REDIS, SKIP_REASON, RedisServer, redis_server
+from tests.support.redis_server import RedisServer
 from tests.support.servers import uvicorn_server
 
 GOOD = """\
@@ -103,15 +103,6 @@ def test_inspect_memory_backend_warns_it_sees_nothing(run_cli: RunCli) -> None:
 
 
 # --- against a real Redis -------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    """A real redis-server for this module."""
-    if not HAVE_REDIS:
-        pytest.skip(SKIP_REASON)
-    with redis_server() as server:
-        yield server
 
 
 def _inspect(run_cli: RunCli, *args: str) -> dict[str, Any]:
