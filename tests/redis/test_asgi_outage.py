@@ -1,0 +1,125 @@
+"""Redis killed and restarted under load, through the ASGI middleware served by uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from ratelimit import RedisBackend
+from ratelimit.asgi import RateLimitMiddleware
+from tests.conftest import FakeClock
+from tests.support.redis_server import RedisServer
+from tests.support.servers import uvicorn_server
+
+pytestmark = pytest.mark.redis
+
+LIMIT = 20
+
+
+def _app(backend: RedisBackend, on_error: str) -> Any:
+    async def ok(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        await backend.aclose()  # the asyncio client belongs to uvicorn's loop
+
+    inner = Starlette(routes=[Route("/x", ok)], lifespan=lifespan)
+    config = {
+        "backend": "memory://",  # replaced by the backend object below
+        "on_error": on_error,
+        "rules": [{"name": "x", "path": "/x", "limit": f"{LIMIT}/minute"}],
+    }
+    return RateLimitMiddleware(inner, config=config, backend=backend)
+
+
+@contextlib.contextmanager
+def _load(url: str) -> Iterator[list[tuple[float, int]]]:
+    """Requests in a loop from a background thread (bounded to 60 s); yields (sent, status)."""
+    seen: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        deadline = time.monotonic() + 60
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set() and time.monotonic() < deadline:
+                started = time.monotonic()
+                seen.append((started, client.get(url + "/x").status_code))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _wait_for(seen: list[tuple[float, int]], count: int) -> None:
+    deadline = time.monotonic() + 30
+    while len(seen) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(seen) >= count, "the load generator stalled"
+
+
+def test_fail_open_serves_200_while_redis_is_down_and_limits_after_restart(
+    redis_proc: RedisServer, redis_url: str
+) -> None:
+    """on_error=allow: only 200s while Redis is down; after restart, 429s come back."""
+    breaker_clock = FakeClock()
+    backend = RedisBackend.from_url(
+        redis_url,
+        timeout=0.5,
+        breaker_threshold=3,
+        breaker_cooldown=5.0,
+        breaker_clock=breaker_clock,
+    )
+    with uvicorn_server(_app(backend, "allow")) as url, _load(url) as seen:
+        _wait_for(seen, LIMIT + 10)  # Redis up: the limit bites
+        assert {status for _, status in seen[: LIMIT + 10]} == {200, 429}
+        redis_proc.stop()
+        killed = time.monotonic()
+        _wait_for(seen, len(seen) + 60)
+        during = [status for t, status in seen if t > killed]
+        assert during and set(during) == {200}  # fail open, never a 500
+        redis_proc.start()  # empty: the counters start over
+        breaker_clock.advance(5.0)  # the cool-down is over: the next call probes
+        restarted = time.monotonic()
+        _wait_for(seen, len(seen) + LIMIT + 20)
+    after = [status for t, status in seen if t > restarted]
+    assert 429 in after  # limiting resumed, without restarting the app
+    assert set(after) <= {200, 429}
+    assert backend.breaker.is_open is False
+
+
+def test_fail_closed_answers_503_while_redis_is_down(
+    redis_proc: RedisServer, redis_url: str
+) -> None:
+    """on_error=deny: 503 with Retry-After while Redis is down, 200 again after restart."""
+    breaker_clock = FakeClock()
+    backend = RedisBackend.from_url(
+        redis_url,
+        timeout=0.5,
+        breaker_threshold=3,
+        breaker_cooldown=5.0,
+        breaker_clock=breaker_clock,
+    )
+    with uvicorn_server(_app(backend, "deny")) as url, httpx.Client(timeout=10) as client:
+        assert client.get(url + "/x").status_code == 200
+        redis_proc.stop()
+        replies = [client.get(url + "/x") for _ in range(10)]
+        assert [r.status_code for r in replies] == [503] * 10
+        assert all(r.headers.get("retry-after") for r in replies)
+        redis_proc.start()
+        breaker_clock.advance(5.0)
+        assert client.get(url + "/x").status_code == 200
