@@ -56,7 +56,8 @@ def run_check(args: argparse.Namespace) -> int:
         + (", shadow mode" if config.shadow else "")
     )
     if rows:
-        print(format_table(["#", "name", "path", "methods", "limits", "key", "cost"], rows))
+        header = ["#", "name", "path", "methods", "limits", "key", "cost"]
+        print(format_table(header, rows, "rllllll"))
     return 0
 
 
@@ -180,7 +181,8 @@ def run_inspect(args: argparse.Namespace) -> int:
         ]
         for d in decisions
     ]
-    print(format_table(["counter", "limit", "capacity", "remaining", "reset s", "retry s"], rows))
+    header = ["counter", "limit", "capacity", "remaining", "reset s", "retry s"]
+    print(format_table(header, rows, "llrrrr"))
     if overall.allowed:
         print("a request now would be admitted")
     else:

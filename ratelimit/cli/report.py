@@ -304,14 +304,18 @@ def summarize(samples: Sequence[Sample], duration: float, peak_window: float = 1
     )
 
 
-def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain-text table: the first column left-aligned, the others right-aligned."""
+def format_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None
+) -> str:
+    """A plain-text table; ``align`` has one letter per column, ``l`` or ``r`` (default: the
+    first column left-aligned, the others right-aligned)."""
     widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+    align = align or "l" + "r" * (len(header) - 1)
 
     def line(row: Sequence[str]) -> str:
         cells = [
-            str(cell).ljust(width) if i == 0 else str(cell).rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+            str(cell).ljust(width) if side == "l" else str(cell).rjust(width)
+            for cell, width, side in zip(row, widths, align, strict=True)
         ]
         return "  ".join(cells).rstrip()
 

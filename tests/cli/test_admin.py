@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from ratelimit import Limit, Limiter
 from ratelimit.asgi import RateLimitMiddleware
-from tests.cli.conftest import RunCli, first_line_error
+from tests.cli.conftest import ROOT, RunCli, first_line_error
 from tests.support.redis_server import RedisServer
 from tests.support.servers import uvicorn_server
 
@@ -65,6 +65,18 @@ def test_check_prints_the_rules(run_cli: RunCli, tmp_path: Path) -> None:
     assert "10/second (token_bucket, burst 20); 1000/hour (token_bucket, burst 20)" in api
     assert "header:x-api-key" in api
     assert health.split()[2:5] == ["/healthz", "*", "exempt"]
+
+
+def test_check_accepts_the_example_config(run_cli: RunCli) -> None:
+    """The config shipped in ``examples/`` is valid and every rule of it is listed."""
+    from ratelimit.http.config import load_config
+
+    example = ROOT / "examples" / "ratelimit.toml"
+    result = run_cli("check", str(example))
+    assert result.returncode == 0, result.stderr
+    names = [rule.name for rule in load_config(example).rules]
+    rows = result.stdout.splitlines()[3:]
+    assert [row.split()[1] for row in rows] == names
 
 
 @pytest.mark.parametrize(
