@@ -71,5 +71,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a missing file, a refused connection, a port in use
         return _fail(exc)
     except KeyboardInterrupt:
-        print("ratelimit: interrupted", file=sys.stderr)
+        newline = "\n" if sys.stderr.isatty() else ""  # end a live progress line first
+        print(f"{newline}ratelimit: interrupted", file=sys.stderr)
         return 130

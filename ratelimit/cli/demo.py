@@ -134,6 +134,22 @@ def _footer(summaries: dict[str, Summary]) -> str:
     )
 
 
+def _probe(url: str) -> None:
+    """Build the backend and ask it one question, so a bad URL or a server that does not
+    answer stops the demo at once (a ConfigError or BackendError)."""
+    from ratelimit.backends import backend_from_url
+    from ratelimit.limiter import Limiter
+    from ratelimit.limits import Limit
+
+    backend = backend_from_url(url)
+    try:
+        Limiter(backend).peek("ratelimit-demo-probe", Limit(Rate(1, 1), name="ratelimit-demo"))
+    finally:
+        close = getattr(backend, "close", None)
+        if callable(close):
+            close()
+
+
 def _backend_clock(url: str) -> Callable[[], float]:
     """The clock the backend decides with: memory uses time.monotonic, Redis its TIME."""
     return time.monotonic if url.startswith("memory:") else time.time
@@ -151,7 +167,6 @@ async def _drive(streams: list[Stream], clock: Callable[[], float], progress: Pr
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the ``demo`` command; returns the exit status."""
-    from ratelimit.backends import backend_from_url
     from ratelimit.cli import chart
     from ratelimit.cli.server import serve_in_thread
     from ratelimit.demo import DEMO_RATE, create_app
@@ -159,7 +174,7 @@ def run_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {args.out!r} is not a directory")
-    backend_from_url(args.backend)  # a bad URL fails here, before anything starts
+    _probe(args.backend)  # a bad URL or an unreachable Redis fails here, before anything
     rate = Rate.parse(DEMO_RATE)
     duration: float = args.duration
     traffic = demo_traffic(duration, rate)

@@ -15,7 +15,10 @@ from ratelimit.cli.report import Summary, summarize
 from ratelimit.errors import ConfigError
 from ratelimit.rate import Rate
 
-__all__ = ["render_report", "run_loadtest"]
+__all__ = ["MAX_REQUESTS", "render_report", "run_loadtest"]
+
+#: The most requests one run may schedule (every one is kept to be counted and measured).
+MAX_REQUESTS = 1_000_000
 
 
 def _ms(value: float) -> str:
@@ -65,6 +68,11 @@ def run_loadtest(args: argparse.Namespace) -> int:
             raise ConfigError(f"--expect: {exc}") from None
     if args.plot is not None:
         import ratelimit.cli.chart  # noqa: F401  # fail now, not after the run, without matplotlib
+    if args.rate * args.duration > MAX_REQUESTS:
+        raise ConfigError(
+            f"--rate × --duration is {args.rate * args.duration:.0f} requests; at most "
+            f"{MAX_REQUESTS:,} per run (one process sends a few thousand a second)"
+        )
     method = args.method.upper()
     if not method.isascii() or not method.isalpha():
         raise ConfigError(f"--method: expected an HTTP method such as GET, got {args.method!r}")

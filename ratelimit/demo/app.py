@@ -55,6 +55,7 @@ def demo_config(backend: str = "memory://") -> dict[str, Any]:
         "backend": backend,
         "key": "ip",
         "headers": "ietf",
+        "on_error": "deny",  # a backend failure shows as 503s in the demo, not as admissions
         "max_delay": DEMO_MAX_DELAY,
         "rules": rules,
     }

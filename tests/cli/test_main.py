@@ -66,6 +66,8 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
         ),
         (["demo", "--duration", "1"], "--duration"),
         (["demo", "--backend", "postgres://x"], "postgres"),
+        (["demo", "--backend", "redis://127.0.0.1:1/0"], "127.0.0.1:1"),
+        (["loadtest", "http://127.0.0.1:1/", "--rate", "1e5", "--duration", "3600"], "at most"),
         (["inspect", "k"], "--rule NAME"),
         (["inspect", "k", "--limit", "10/second"], "--backend"),
         (["inspect", "k", "--limit", "ten/second", "--backend", "memory://"], "--limit"),
