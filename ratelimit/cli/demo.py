@@ -197,7 +197,9 @@ def run_demo(args: argparse.Namespace) -> int:
         def render(elapsed: float) -> str:
             cells = []
             for name, stream in streams.items():
-                sent = sum(1 for s in stream.samples if s.status != DROPPED)  # or in flight
+                sent = sum(
+                    1 for s in stream.samples if s.status != DROPPED
+                )  # answered or in flight
                 ok = sum(1 for s in stream.samples if 0 < s.status < 400)
                 cells.append(f"{_SHORT[name]} {ok}/{sent}")
             waiting = sum(stream.in_flight for stream in streams.values())
@@ -235,7 +237,8 @@ def run_demo(args: argparse.Namespace) -> int:
         ],
         marks=[(traffic.edge, "window edge")],
     )
-    (out / "demo-table.txt").write_text(table + "\n", encoding="utf-8")
+    footer = _footer(summaries)
+    (out / "demo-table.txt").write_text(f"{table}\n{footer}\n", encoding="utf-8")
     if args.json:
         result: dict[str, Any] = {
             "backend": args.backend,
@@ -248,6 +251,6 @@ def run_demo(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(table)
-        print(_footer(summaries))
+        print(footer)
         print(f"chart: {png}")
     return 0
