@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    python -m benchmarks.http            # 3 interleaved rounds of 5 s per variant
-    python -m benchmarks.http --quick    # 1 round of 2 s per variant
+    python -m benchmarks.http            # 7 rounds of 3 s per variant and stack (~4 min)
+    python -m benchmarks.http --quick    # 3 rounds of 1 s (~1 min)
 
 (``python benchmarks/http.py`` works too.)
 
@@ -15,8 +15,10 @@ hello-world Django app under gunicorn (1 gthread worker, 4 threads): bare, with
 ratios to the bare app of the same stack. The "admit" variants use limits far above the load
 (every request is admitted: this measures the overhead); the "reject" variants use 10/minute
 (nearly every request is rejected with 429). Server and load generator are pinned to
-different CPUs when ``taskset`` exists. Rounds are interleaved so that noise from other
-processes on the machine spreads over every variant; the median round is reported.
+different CPUs when ``taskset`` exists. All servers of a stack run at once; each round
+measures every variant back to back and divides by the same round's bare run, so that the
+load of other processes (which drifts over seconds) cancels in the ratios; medians over the
+rounds are reported.
 
 The same module provides the apps (``asgi_app`` and ``django_app`` factories), selected by the
 ``BENCH_VARIANT`` environment variable, so that the servers import them by name.
@@ -32,11 +34,13 @@ if __name__ == "__main__" and sys.path and sys.path[0].endswith("benchmarks"):
     sys.path[0] = sys.path[0][: -len("benchmarks")].rstrip("/\\") or "."
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
 import statistics
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +48,10 @@ ROOT = Path(__file__).resolve().parent.parent
 HIGH = "1000000/second"
 LOW = "10/minute"
 
-ASGI_VARIANTS = ["bare", "ours", "slowapi", "ours-reject", "slowapi-reject"]
-WSGI_VARIANTS = ["bare", "ours", "django-ratelimit", "ours-reject", "django-ratelimit-reject"]
+VARIANTS = {
+    "asgi": ["bare", "ours", "slowapi", "ours-reject", "slowapi-reject"],
+    "wsgi": ["bare", "ours", "django-ratelimit", "ours-reject", "django-ratelimit-reject"],
+}
 
 
 # --------------------------------------------------------------------------- the apps
@@ -163,8 +169,9 @@ def _wrk(url: str, seconds: float, connections: int) -> tuple[float, int, int]:
     return rps, total, int(bad.group(1)) if bad else 0
 
 
-def _measure(stack: str, variant: str, seconds: float, connections: int) -> tuple[float, float]:
-    """Start the server for one variant, warm it up, measure; (requests/s, share rejected)."""
+@contextlib.contextmanager
+def _server(stack: str, variant: str) -> Iterator[str]:
+    """One server for a variant, running until the block ends; yields its URL."""
     sys.path.insert(0, str(ROOT))
     from tests.support.servers import free_port, wait_for_port
 
@@ -175,14 +182,11 @@ def _measure(stack: str, variant: str, seconds: float, connections: int) -> tupl
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for_port(port, 30, proc)
-        url = f"http://127.0.0.1:{port}/"
-        _wrk(url, 1, connections)  # warm-up
-        rps, total, bad = _wrk(url, seconds, connections)
-        return rps, bad / total if total else 0.0
+        wait_for_port(port, 60, proc)
+        yield f"http://127.0.0.1:{port}/"
     finally:
         proc.terminate()
         try:
@@ -190,56 +194,77 @@ def _measure(stack: str, variant: str, seconds: float, connections: int) -> tupl
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+
+
+def _run_stack(
+    stack: str, rounds: int, seconds: float, connections: int
+) -> dict[str, list[tuple[float, float, float]]]:
+    """Every variant of a stack: (requests/s, share rejected, ratio to bare) per round.
+
+    All servers of the stack run at once (idle ones cost nothing); each round measures every
+    variant back to back, in a rotating order, and divides by the same round's bare run, so
+    that the load of other processes, which drifts over seconds, cancels in the ratios.
+    """
+    variants = VARIANTS[stack]
+    results: dict[str, list[tuple[float, float, float]]] = {v: [] for v in variants}
+    with contextlib.ExitStack() as stack_of_servers:
+        urls = {v: stack_of_servers.enter_context(_server(stack, v)) for v in variants}
+        for url in urls.values():
+            _wrk(url, 1, connections)  # warm-up
+        for r in range(rounds):
+            order = variants[r % len(variants) :] + variants[: r % len(variants)]
+            measured: dict[str, tuple[float, float]] = {}
+            for variant in order:
+                rps, total, bad = _wrk(urls[variant], seconds, connections)
+                measured[variant] = (rps, bad / total if total else 0.0)
+            bare = measured["bare"][0]
+            for variant in variants:
+                rps, rejected = measured[variant]
+                results[variant].append((rps, rejected, rps / bare))
+                print(
+                    f"round {r + 1}/{rounds} {stack} {variant:24} {rps:8.0f} req/s "
+                    f"ratio {rps / bare:5.2f} ({rejected:.0%} rejected)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return results
+
+
+NAMES = {
+    "asgi": "Starlette + uvicorn (ASGI)",
+    "wsgi": "Django + gunicorn gthread (WSGI)",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run every variant, interleaved, and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 round of 2 s per variant")
-    parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--duration", type=float, default=None, help="seconds per run")
+    """Run every variant and print the table."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 1 s per variant")
+    parser.add_argument("--rounds", type=int, default=None, help="default 7 (quick: 3)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds per run (3)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--stack", choices=["asgi", "wsgi", "both"], default="both")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
         return 2
-    rounds = args.rounds or (1 if args.quick else 3)
-    seconds = args.duration or (2.0 if args.quick else 5.0)
+    rounds = args.rounds or (3 if args.quick else 7)
+    seconds = args.duration or (1.0 if args.quick else 3.0)
     stacks = ["asgi", "wsgi"] if args.stack == "both" else [args.stack]
-    plan = {"asgi": ASGI_VARIANTS, "wsgi": WSGI_VARIANTS}
-    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for r in range(rounds):
-        for stack in stacks:
-            for variant in plan[stack]:
-                rps, rejected = _measure(stack, variant, seconds, args.connections)
-                results.setdefault((stack, variant), []).append((rps, rejected))
-                print(
-                    f"round {r + 1}/{rounds} {stack:4} {variant:24} {rps:9.0f} req/s "
-                    f"({rejected:.0%} rejected)",
-                    file=sys.stderr,
-                    flush=True,
-                )
+    results = {stack: _run_stack(stack, rounds, seconds, args.connections) for stack in stacks}
     print(
-        f"\n{rounds} round(s) x {seconds:g} s, wrk -t1 -c{args.connections}, "
-        f"median requests/s per variant; ratio = variant / bare of the same stack\n"
+        f"\n{rounds} rounds x {seconds:g} s per variant, wrk -t1 -c{args.connections}; "
+        "median over rounds; ratio = median of (variant / bare of the same round)\n"
     )
-    print(f"| {'stack':38} | {'variant':24} | {'req/s':>8} | {'ratio':>5} | {'rejected':>8} |")
-    print(f"|{'-' * 40}|{'-' * 26}|{'-' * 10}|{'-' * 7}|{'-' * 10}|")
-    names = {
-        "asgi": "Starlette + uvicorn (ASGI)",
-        "wsgi": "Django + gunicorn gthread (WSGI)",
-    }
+    print(f"| {'stack':32} | {'variant':24} | {'req/s':>7} | {'ratio':>5} | {'rejected':>8} |")
+    print(f"|{'-' * 34}|{'-' * 26}|{'-' * 9}|{'-' * 7}|{'-' * 10}|")
     for stack in stacks:
-        bare = statistics.median(v[0] for v in results[(stack, "bare")])
-        for variant in plan[stack]:
-            runs = results[(stack, variant)]
-            rps = statistics.median(v[0] for v in runs)
-            rejected = statistics.median(v[1] for v in runs)
+        for variant, runs in results[stack].items():
+            rps = statistics.median(run[0] for run in runs)
+            rejected = statistics.median(run[1] for run in runs)
+            ratio = statistics.median(run[2] for run in runs)
             print(
-                f"| {names[stack]:38} | {variant:24} | {rps:8.0f} | {rps / bare:5.2f} "
+                f"| {NAMES[stack]:32} | {variant:24} | {rps:7.0f} | {ratio:5.2f} "
                 f"| {rejected:8.0%} |"
             )
     return 0

@@ -390,7 +390,7 @@ def test_real_uvicorn_never_500s_on_proxy_headers(memory: MemoryBackend, value: 
         for header in ("x-forwarded-for", "forwarded")
     ]  # fmt: skip
     for app in apps:
-        with uvicorn_server(app) as url:
+        with uvicorn_server(app, proxy_headers=False) as url:
             response = httpx.get(
                 url + "/",
                 headers=[(b"x-forwarded-for", value), (b"forwarded", b"for=" + value)],
@@ -404,7 +404,7 @@ def test_real_uvicorn_trusted_proxy_identifies_the_client(memory: MemoryBackend)
     app = RateLimitMiddleware(
         make_app(), config={"rules": rules, "trusted_proxies": ["127.0.0.0/8"]}, backend=memory
     )
-    with uvicorn_server(app) as url:
+    with uvicorn_server(app, proxy_headers=False) as url:
         a1 = httpx.get(url + "/", headers={"x-forwarded-for": "198.51.100.1"})
         a2 = httpx.get(url + "/", headers={"x-forwarded-for": "6.6.6.6, 198.51.100.1"})
         b1 = httpx.get(url + "/", headers={"x-forwarded-for": "198.51.100.2"})
