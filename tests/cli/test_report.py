@@ -111,3 +111,23 @@ def test_format_table_aligns_columns() -> None:
     assert table[0].startswith("name     ")
     assert table[2].endswith("  1") and table[3].endswith("100")
     assert len({len(line) for line in table}) == 1
+
+
+def test_progress_on_a_pipe_prints_plain_lines_then_the_final_state() -> None:
+    """Off a terminal, progress is a plain line every couple of seconds, and done() adds the
+    final state when it was not the last line printed."""
+    import io
+
+    from ratelimit.cli.progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress(lambda t: f"t={t:g}", stream=stream, every_plain=2.0)
+    for elapsed in (0.0, 0.5, 1.9, 2.0, 3.0, 3.5):
+        progress(elapsed)
+    progress.done()
+    assert stream.getvalue().splitlines() == ["t=0", "t=2", "t=3.5"]
+    quiet = io.StringIO()
+    muted = Progress(lambda t: "x", stream=quiet, enabled=False)
+    muted(1.0)
+    muted.done()
+    assert quiet.getvalue() == ""
