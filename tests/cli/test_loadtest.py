@@ -28,9 +28,10 @@ def test_counts_add_up_against_a_limited_route(run_cli: RunCli, limited_server: 
     assert report["admitted"] + report["rejected"] + report["errors"] == report["sent"]
     assert report["status"].get("200", 0) == report["admitted"]
     assert report["status"].get("429", 0) == report["rejected"]
-    # A fixed window of 20/second: 2 s of traffic touch at most 3 windows, cover at least 1.
-    assert 20 <= report["admitted"] <= 60
-    assert report["rejected"] >= 60
+    # A fixed window of 20/second: 2 s of traffic cover at least 1 window and touch at most
+    # 3 (4 if a busy machine made the generator send the last requests late).
+    assert 20 <= report["admitted"] <= 80
+    assert report["rejected"] >= 40
     assert sum(report["timeline"]["admitted"]) == report["admitted"]
     assert sum(report["timeline"]["rejected"]) == report["rejected"]
     headers = report["headers"]
