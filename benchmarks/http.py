@@ -18,7 +18,10 @@ ratios to the bare app of the same stack. The "admit" variants use limits far ab
 different CPUs when ``taskset`` exists. All servers of a stack run at once; each round
 measures every variant back to back and divides by the same round's bare run, so that the
 load of other processes (which drifts over seconds) cancels in the ratios; medians over the
-rounds are reported.
+rounds are reported. Because throughput on a shared machine swings with other processes' load,
+the server's own CPU time per request is measured too (from ``/proc``): for a saturated
+single-worker server, requests/s = 1 / CPU per request, so the CPU ratio is the throughput
+ratio the variant would have on an otherwise idle machine.
 
 The same module provides the apps (``asgi_app`` and ``django_app`` factories), selected by the
 ``BENCH_VARIANT`` environment variable, so that the servers import them by name.
@@ -169,9 +172,35 @@ def _wrk(url: str, seconds: float, connections: int) -> tuple[float, int, int]:
     return rps, total, int(bad.group(1)) if bad else 0
 
 
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of process ``root`` and its descendants (Linux /proc)."""
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = int(fields[11]) + int(fields[12])
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == pid]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(times.get(pid, 0) for pid in tree) / _TICKS
+
+
 @contextlib.contextmanager
-def _server(stack: str, variant: str) -> Iterator[str]:
-    """One server for a variant, running until the block ends; yields its URL."""
+def _server(stack: str, variant: str) -> Iterator[tuple[str, int]]:
+    """One server for a variant, running until the block ends; yields its URL and pid."""
     sys.path.insert(0, str(ROOT))
     from tests.support.servers import free_port, wait_for_port
 
@@ -186,7 +215,7 @@ def _server(stack: str, variant: str) -> Iterator[str]:
     )
     try:
         wait_for_port(port, 60, proc)
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", proc.pid
     finally:
         proc.terminate()
         try:
@@ -196,34 +225,43 @@ def _server(stack: str, variant: str) -> Iterator[str]:
             proc.wait()
 
 
-def _run_stack(
-    stack: str, rounds: int, seconds: float, connections: int
-) -> dict[str, list[tuple[float, float, float]]]:
-    """Every variant of a stack: (requests/s, share rejected, ratio to bare) per round.
+Run = tuple[float, float, float, float, float]
+
+
+def _run_stack(stack: str, rounds: int, seconds: float, connections: int) -> dict[str, list[Run]]:
+    """Every variant of a stack, per round: (requests/s, share rejected, ratio to bare,
+    server CPU µs per request, CPU ratio = bare's CPU per request / the variant's).
 
     All servers of the stack run at once (idle ones cost nothing); each round measures every
     variant back to back, in a rotating order, and divides by the same round's bare run, so
-    that the load of other processes, which drifts over seconds, cancels in the ratios.
+    that the load of other processes, which drifts over seconds, cancels in the ratios. The
+    CPU figure (the server's own CPU time per request) is what throughput would be on an idle
+    machine, since a saturated single-worker server serves 1 / (CPU per request) requests/s.
     """
     variants = VARIANTS[stack]
-    results: dict[str, list[tuple[float, float, float]]] = {v: [] for v in variants}
+    results: dict[str, list[Run]] = {v: [] for v in variants}
     with contextlib.ExitStack() as stack_of_servers:
-        urls = {v: stack_of_servers.enter_context(_server(stack, v)) for v in variants}
-        for url in urls.values():
+        servers = {v: stack_of_servers.enter_context(_server(stack, v)) for v in variants}
+        for url, _ in servers.values():
             _wrk(url, 1, connections)  # warm-up
         for r in range(rounds):
             order = variants[r % len(variants) :] + variants[: r % len(variants)]
-            measured: dict[str, tuple[float, float]] = {}
+            measured: dict[str, tuple[float, float, float]] = {}
             for variant in order:
-                rps, total, bad = _wrk(urls[variant], seconds, connections)
-                measured[variant] = (rps, bad / total if total else 0.0)
-            bare = measured["bare"][0]
+                url, pid = servers[variant]
+                cpu_before = _cpu_seconds(pid)
+                rps, total, bad = _wrk(url, seconds, connections)
+                cpu_us = (_cpu_seconds(pid) - cpu_before) / max(total, 1) * 1e6
+                measured[variant] = (rps, bad / total if total else 0.0, cpu_us)
+            bare_rps, _, bare_cpu = measured["bare"]
             for variant in variants:
-                rps, rejected = measured[variant]
-                results[variant].append((rps, rejected, rps / bare))
+                rps, rejected, cpu_us = measured[variant]
+                run = (rps, rejected, rps / bare_rps, cpu_us, bare_cpu / cpu_us if cpu_us else 0.0)
+                results[variant].append(run)
                 print(
                     f"round {r + 1}/{rounds} {stack} {variant:24} {rps:8.0f} req/s "
-                    f"ratio {rps / bare:5.2f} ({rejected:.0%} rejected)",
+                    f"ratio {run[2]:5.2f}  cpu {cpu_us:6.0f} us/req ratio {run[4]:5.2f} "
+                    f"({rejected:.0%} rejected)",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -253,19 +291,23 @@ def main(argv: list[str] | None = None) -> int:
     stacks = ["asgi", "wsgi"] if args.stack == "both" else [args.stack]
     results = {stack: _run_stack(stack, rounds, seconds, args.connections) for stack in stacks}
     print(
-        f"\n{rounds} rounds x {seconds:g} s per variant, wrk -t1 -c{args.connections}; "
-        "median over rounds; ratio = median of (variant / bare of the same round)\n"
+        f"\n{rounds} rounds x {seconds:g} s per variant, wrk -t1 -c{args.connections}; medians "
+        "over rounds. req/s ratio = variant / bare of the same round; CPU ratio = bare's server "
+        "CPU per request / the variant's (the throughput ratio on an otherwise idle machine)\n"
     )
-    print(f"| {'stack':32} | {'variant':24} | {'req/s':>7} | {'ratio':>5} | {'rejected':>8} |")
-    print(f"|{'-' * 34}|{'-' * 26}|{'-' * 9}|{'-' * 7}|{'-' * 10}|")
+    print(
+        f"| {'stack':32} | {'variant':24} | {'req/s':>7} | {'req/s ratio':>11} "
+        f"| {'CPU us/req':>10} | {'CPU ratio':>9} | {'rejected':>8} |"
+    )
+    print(f"|{'-' * 34}|{'-' * 26}|{'-' * 9}|{'-' * 13}|{'-' * 12}|{'-' * 11}|{'-' * 10}|")
     for stack in stacks:
         for variant, runs in results[stack].items():
-            rps = statistics.median(run[0] for run in runs)
-            rejected = statistics.median(run[1] for run in runs)
-            ratio = statistics.median(run[2] for run in runs)
+            rps, rejected, ratio, cpu, cpu_ratio = (
+                statistics.median(run[i] for run in runs) for i in range(5)
+            )
             print(
-                f"| {NAMES[stack]:32} | {variant:24} | {rps:7.0f} | {ratio:5.2f} "
-                f"| {rejected:8.0%} |"
+                f"| {NAMES[stack]:32} | {variant:24} | {rps:7.0f} | {ratio:11.2f} "
+                f"| {cpu:10.0f} | {cpu_ratio:9.2f} | {rejected:8.0%} |"
             )
     return 0
 

@@ -152,7 +152,7 @@ async def deny_websocket(scope: Scope, receive: Receive, send: Send, reply: Repl
     message = await receive()
     if message["type"] != "websocket.connect":
         return  # the client went away
-    if "websocket.http.response" in scope.get("extensions", {}):
+    if "websocket.http.response" in (scope.get("extensions") or {}):
         await send(
             {
                 "type": "websocket.http.response.start",

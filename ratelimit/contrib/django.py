@@ -103,10 +103,17 @@ def to_response(reply: Reply) -> HttpResponse:
     return response
 
 
+#: The IETF fields are lists: a view decorator's items and the middleware's are joined.
+_LIST_FIELDS = frozenset({b"ratelimit", b"ratelimit-policy"})
+
+
 def add_headers(response: HttpResponseBase, headers: HeaderPairs) -> None:
-    """Set the engine's headers on a Django response."""
+    """Set the engine's headers on a Django response (joining the IETF list fields)."""
     for name, value in headers:
-        response[name.decode("latin-1")] = value.decode("latin-1")
+        key, text = name.decode("latin-1"), value.decode("latin-1")
+        if name in _LIST_FIELDS and response.has_header(key):
+            text = f"{text}, {response[key]}"
+        response[key] = text
 
 
 def _finish(response: HttpResponseBase, outcome: Outcome) -> HttpResponseBase:

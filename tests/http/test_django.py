@@ -154,3 +154,14 @@ def test_django_under_real_uvicorn() -> None:
         codes = [httpx.get(url + "/limited").status_code for _ in range(3)]
         decorated = [httpx.post(url + "/adecorated").status_code for _ in range(2)]
     assert codes == [200, 200, 429] and decorated == [200, 429]
+
+
+def test_decorator_and_middleware_headers_are_joined() -> None:
+    """A decorated view under a matching middleware rule lists both policies in one field."""
+    configure(
+        {"rules": [{"name": "site", "path": "/**", "limit": "10/minute"}]},
+        backend=MemoryBackend(clock=FakeClock()),
+    )
+    response = Client().get("/decorated")
+    assert response["RateLimit-Policy"] == '"site";q=10;w=60, "decorated-sync";q=1;w=60'
+    assert response["RateLimit"] == '"site";r=9;t=20, "decorated-sync";r=0;t=20'
