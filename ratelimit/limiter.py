@@ -59,12 +59,15 @@ class Limiter:
 
     def __init__(self, backend: Backend | str = "memory://") -> None:
         self.backend: Backend = backend_from_url(backend) if isinstance(backend, str) else backend
+        self._decide = self.backend.decide
 
     def hit(self, key: str, *limits: Limit | str, cost: int = 1) -> Decision:
         """Count a request of ``cost`` for ``key`` against ``limits``; return the decision."""
         if cost != 1 or type(cost) is not int:
             _check_cost(cost)
-        return combine(self.backend.decide(key, _as_limits(limits), cost, True))
+        if len(limits) == 1 and type(limits[0]) is Limit:  # the common case, kept short
+            return self._decide(key, limits, cost)[0]  # type: ignore[arg-type]
+        return combine(self._decide(key, _as_limits(limits), cost, True))
 
     async def ahit(self, key: str, *limits: Limit | str, cost: int = 1) -> Decision:
         """:meth:`hit` for asyncio code."""

@@ -7,6 +7,7 @@ burst) plus the client key, so two ``Limit`` objects with the same id share coun
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,10 @@ class Limit:
     capacity: int = field(init=False, repr=False, compare=False)
     id: str = field(init=False, repr=False, compare=False)
     impl: Algorithm = field(init=False, repr=False, compare=False, hash=False)
+    #: ``impl.step`` bound once: the backends call it on every request.
+    step: Callable[[Any, int, int], tuple[Any, Decision]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -119,7 +124,9 @@ class Limit:
             if capacity != rate.limit:
                 ident += f":b{capacity}"
         set_(self, "id", ident)
-        set_(self, "impl", _IMPLEMENTATIONS[algorithm](self))
+        impl = _IMPLEMENTATIONS[algorithm](self)
+        set_(self, "impl", impl)
+        set_(self, "step", impl.step)
 
     def __str__(self) -> str:
         text = f"{self.rate} ({self.algorithm}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ratelimit.decision import INF, Decision
+from ratelimit.decision import INF, Decision, new_decision
 
 if TYPE_CHECKING:
     from ratelimit.limits import Limit
@@ -31,21 +31,25 @@ class FixedWindow:
         self._base = self.limit + 1
 
     def step(self, state: int | None, now: int, cost: int) -> tuple[int | None, Decision]:
-        limit, period = self.limit, self.period
-        window = now // period
+        # Every integer operation allocates in CPython: this is written with as few as it takes.
+        limit = self.limit
+        window, elapsed = divmod(now, self.period)
+        packed_window = window * self._base
         count = 0
         if state is not None:
-            saved_window, saved_count = divmod(state, self._base)
-            if saved_window == window:
-                count = saved_count
-        reset = ((window + 1) * period - now) / 1000
-        if count + cost <= limit:
-            count += cost
-            decision = Decision(True, limit, limit - count, reset, 0.0, 0.0, self.policy)
-            return window * self._base + count, decision
+            # state = saved_window · (L + 1) + saved_count with 0 ≤ saved_count ≤ L, so this
+            # difference is the saved count exactly when the saved window is this one.
+            count = state - packed_window
+            if not 0 <= count <= limit:
+                count = 0
+        reset = (self.period - elapsed) / 1000
+        total = count + cost
+        if total <= limit:
+            decision = new_decision((True, limit, limit - total, reset, 0.0, 0.0, self.policy))
+            return packed_window + total, decision
         retry = INF if cost > limit else reset
-        return None, Decision(
-            False, limit, limit - count, reset if count else 0.0, retry, 0.0, self.policy
+        return None, new_decision(
+            (False, limit, limit - count, reset if count else 0.0, retry, 0.0, self.policy)
         )
 
     def expires_at(self, state: int) -> int:

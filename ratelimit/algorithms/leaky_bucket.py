@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ratelimit.decision import INF, Decision
+from ratelimit.decision import INF, Decision, new_decision
 
 if TYPE_CHECKING:
     from ratelimit.limits import Limit
@@ -57,8 +57,8 @@ class LeakyBucket:
             delay = level / (rate * 1000) if self._shape else 0.0
             level += need
             reset = -(-level // rate) / 1000
-            decision = Decision(
-                True, self.capacity, (full - level) // period, reset, 0.0, delay, self.policy
+            decision = new_decision(
+                (True, self.capacity, (full - level) // period, reset, 0.0, delay, self.policy)
             )
             return (now << 64) | level, decision
         if cost > self.capacity:
@@ -69,8 +69,8 @@ class LeakyBucket:
                 wait = max(wait, level - max_wait)
             retry = -(-wait // rate) / 1000
         reset = -(-level // rate) / 1000
-        return None, Decision(
-            False, self.capacity, (full - level) // period, reset, retry, 0.0, self.policy
+        return None, new_decision(
+            (False, self.capacity, (full - level) // period, reset, retry, 0.0, self.policy)
         )
 
     def expires_at(self, state: int) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import TYPE_CHECKING
 
-from ratelimit.decision import INF, Decision
+from ratelimit.decision import INF, Decision, new_decision
 
 if TYPE_CHECKING:
     from ratelimit.limits import Limit
@@ -41,15 +41,15 @@ class SlidingLog:
         used = len(log)
         if used + cost <= limit:
             log = log + (now,) * cost
-            decision = Decision(
-                True, limit, limit - used - cost, period / 1000, 0.0, 0.0, self.policy
+            decision = new_decision(
+                (True, limit, limit - used - cost, period / 1000, 0.0, 0.0, self.policy)
             )
             return log, decision
         reset = (log[-1] + period - now) / 1000 if log else 0.0
         # Unless the cost can never fit, the oldest (used − (limit − cost)) entries must
         # leave the window first.
         retry = INF if cost > limit else (log[used - (limit - cost) - 1] + period - now) / 1000
-        return None, Decision(False, limit, limit - used, reset, retry, 0.0, self.policy)
+        return None, new_decision((False, limit, limit - used, reset, retry, 0.0, self.policy))
 
     def expires_at(self, state: tuple[int, ...]) -> int:
         return state[-1] + self.period

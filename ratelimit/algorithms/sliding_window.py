@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ratelimit.decision import INF, Decision
+from ratelimit.decision import INF, Decision, new_decision
 
 if TYPE_CHECKING:
     from ratelimit.limits import Limit
@@ -58,7 +58,7 @@ class SlidingWindow:
             curr += cost
             free -= cost * period
             reset = (start + 2 * period - now) / 1000
-            decision = Decision(True, limit, free // period, reset, 0.0, 0.0, self.policy)
+            decision = new_decision((True, limit, free // period, reset, 0.0, 0.0, self.policy))
             return (window * self._base + prev) * self._base + curr, decision
         if curr:
             reset = (start + 2 * period - now) / 1000
@@ -74,7 +74,9 @@ class SlidingWindow:
         else:
             # Wait into the next window, where the current count becomes the previous one.
             retry = (start + 2 * period - ((limit - cost) * period) // curr - now) / 1000
-        return None, Decision(False, limit, max(0, free // period), reset, retry, 0.0, self.policy)
+        return None, new_decision(
+            (False, limit, max(0, free // period), reset, retry, 0.0, self.policy)
+        )
 
     def expires_at(self, state: int) -> int:
         rest, curr = divmod(state, self._base)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ratelimit.decision import INF, Decision
+from ratelimit.decision import INF, Decision, new_decision
 
 if TYPE_CHECKING:
     from ratelimit.limits import Limit
@@ -44,12 +44,14 @@ class TokenBucket:
         if tokens >= need:
             tokens -= need
             reset = -(-(full - tokens) // rate) / 1000
-            decision = Decision(True, self.capacity, tokens // period, reset, 0.0, 0.0, self.policy)
+            decision = new_decision(
+                (True, self.capacity, tokens // period, reset, 0.0, 0.0, self.policy)
+            )
             return (now << 64) | tokens, decision
         reset = -(-(full - tokens) // rate) / 1000
         retry = INF if cost > self.capacity else -(-(need - tokens) // rate) / 1000
-        return None, Decision(
-            False, self.capacity, tokens // period, reset, retry, 0.0, self.policy
+        return None, new_decision(
+            (False, self.capacity, tokens // period, reset, retry, 0.0, self.policy)
         )
 
     def expires_at(self, state: int) -> int:

@@ -52,6 +52,8 @@ class MemoryBackend:
             raise ConfigError(f"max_keys must be a whole number of at least 1, got {max_keys!r}")
         self.max_keys = max_keys
         self._clock = clock
+        # The default clock read as integer nanoseconds: cheaper than round(float * 1000).
+        self._monotonic_ns = time.monotonic_ns if clock is time.monotonic else None
         self._tables: dict[str, _Table] = {}
         self._size = 0
         self._lock = threading.Lock()
@@ -62,20 +64,28 @@ class MemoryBackend:
 
     def now_ms(self) -> int:
         """The backend clock in whole milliseconds."""
+        if self._monotonic_ns is not None:
+            return self._monotonic_ns() // 1_000_000
         return round(self._clock() * 1000)
 
     def decide(
         self, key: str, limits: Sequence[Limit], cost: int, consume: bool = True
     ) -> list[Decision]:
         """Decide for ``key`` under every limit at once (see :class:`Backend`)."""
-        now = round(self._clock() * 1000)
-        with self._lock:
+        ns = self._monotonic_ns
+        now = ns() // 1_000_000 if ns is not None else round(self._clock() * 1000)
+        lock = self._lock
+        lock.acquire()  # acquire/release: measurably cheaper than `with` on the hot path
+        try:
             if len(limits) == 1:
                 limit = limits[0]
-                table = self._tables.get(limit.id) or self._table(limit)
+                try:
+                    table = self._tables[limit.id]
+                except KeyError:
+                    table = self._table(limit)
                 data = table.data
                 state = data.pop(key, None)  # popped and put back: most recently used last
-                new_state, decision = limit.impl.step(state, now, cost)
+                new_state, decision = limit.step(state, now, cost)
                 if new_state is not None and consume:
                     data[key] = new_state
                     if state is None:
@@ -86,8 +96,7 @@ class MemoryBackend:
             tables = [self._tables.get(limit.id) or self._table(limit) for limit in limits]
             states = [table.data.pop(key, None) for table in tables]
             steps = [
-                limit.impl.step(state, now, cost)
-                for limit, state in zip(limits, states, strict=True)
+                limit.step(state, now, cost) for limit, state in zip(limits, states, strict=True)
             ]
             admitted = consume and all(decision.allowed for _, decision in steps)
             for table, state, (new_state, _) in zip(tables, states, steps, strict=True):
@@ -98,6 +107,8 @@ class MemoryBackend:
                 elif state is not None:
                     table.data[key] = state
             return [decision for _, decision in steps]
+        finally:
+            lock.release()
 
     async def adecide(
         self, key: str, limits: Sequence[Limit], cost: int, consume: bool = True
