@@ -3,11 +3,15 @@
 The demo app (:mod:`ratelimit.demo`) runs under uvicorn in a background thread of this
 process; five streams of identical traffic, one per algorithm route, run at the same time:
 
-- steady arrivals at twice the limit from 0 s to ``edge − 1.2 s``;
+- steady arrivals at :data:`OVERLOAD` times the limit from 0 s to ``edge − 1.2 s``;
 - a quiet second, then a burst of ``limit`` requests in the 0.2 s before a window edge and
   ``limit`` more in the 0.2 s after it (the edge is a whole second of the backend's clock:
   the start is aligned to it, so fixed windows really turn over there);
-- steady arrivals at twice the limit again from ``edge + 1 s`` to the end.
+- the same steady arrivals again from ``edge + 1 s`` to the end.
+
+The steady rate, 2.25 × the limit, does not divide the window: no two arrivals are exactly
+one window apart, so a request admitted as an old one leaves an exact (sliding log) window
+is not a few microseconds of scheduling noise away from looking like one too many.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from ratelimit.rate import Rate
 
 __all__ = ["DemoTraffic", "demo_traffic", "render_table", "run_demo"]
 
+#: The steady arrival rate, as a multiple of the limit.
+OVERLOAD = 2.25
 #: Requests in flight per algorithm at most; shaping holds admitted leaky-bucket requests up
 #: to ``burst / rate`` (0.9 s), so at the burst up to about 20 wait at once.
 CONCURRENCY = 50
@@ -72,7 +78,7 @@ class DemoTraffic:
 def demo_traffic(duration: float, rate: Rate) -> DemoTraffic:
     """The demo's arrival schedule for ``duration`` seconds against ``rate`` (see the module)."""
     period, limit = rate.period, rate.limit
-    steady = 2 * limit / period
+    steady = OVERLOAD * limit / period
     edge = max(1, math.floor(0.6 * duration / period)) * period
     steady_until = edge - 1.2 * period
     steady_again = edge + period
