@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Start the demo Starlette app in-process (uvicorn, 127.0.0.1, a free port), drive "
             "each of the five algorithms (limit 10/second) with the same open-loop traffic "
-            "above its limit (steady 2.25x, a burst across a window edge, steady 2.25x again), "
+            "above its limit (steady 2.05x, a burst across a window edge, steady 2.05x again), "
             "print a table and write a PNG chart with one panel per algorithm."
         ),
     )

@@ -9,7 +9,7 @@ process; five streams of identical traffic, one per algorithm route, run at the 
   the start is aligned to it, so fixed windows really turn over there);
 - the same steady arrivals again from ``edge + 1 s`` to the end.
 
-The steady rate, 2.25 × the limit, does not divide the window: no two arrivals are exactly
+The steady rate, 2.05 × the limit, does not divide the window: no two arrivals are exactly
 one window apart, so a request admitted as an old one leaves an exact (sliding log) window
 is not a few microseconds of scheduling noise away from looking like one too many.
 """
@@ -36,7 +36,7 @@ from ratelimit.rate import Rate
 __all__ = ["DemoTraffic", "demo_traffic", "render_table", "run_demo"]
 
 #: The steady arrival rate, as a multiple of the limit.
-OVERLOAD = 2.25
+OVERLOAD = 2.05
 #: Requests in flight per algorithm at most; shaping holds admitted leaky-bucket requests up
 #: to ``burst / rate`` (0.9 s), so at the burst up to about 20 wait at once.
 CONCURRENCY = 50

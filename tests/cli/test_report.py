@@ -92,7 +92,7 @@ def test_served_is_binned_by_response_time() -> None:
 
 
 def test_demo_traffic_has_a_burst_across_the_window_edge() -> None:
-    """The demo sends 2.25x the limit, then L requests just before and L just after an edge,
+    """The demo sends 2.05x the limit, then L requests just before and L just after an edge,
     and no two steady arrivals are exactly one window apart."""
     traffic = demo_traffic(10.0, Rate.parse("10/second"))
     assert traffic.edge == 6.0
@@ -100,8 +100,8 @@ def test_demo_traffic_has_a_burst_across_the_window_edge() -> None:
     after = [t for t in traffic.schedule if traffic.edge <= t < traffic.edge + 0.2]
     assert len(before) == len(after) == 10
     steady = [t for t in traffic.schedule if t < traffic.steady_until]
-    assert len(steady) == 108  # 22.5/s for 4.8 s
-    assert not any(round((b - a) * 22.5, 6) == 22.5 for a in steady for b in steady if b > a)
+    assert len(steady) == 99  # 20.5/s for 4.8 s
+    assert not any(round(b - a, 9) == 1.0 for a in steady for b in steady if b > a)
     assert not [t for t in traffic.schedule if traffic.steady_until <= t < traffic.edge - 0.2]
     assert max(traffic.schedule) < 10.0
     assert traffic.schedule == sorted(traffic.schedule)
