@@ -4,21 +4,32 @@ together, as one pipeline, in one round trip.
 A call queues ``(keys, args)`` and awaits a future. The first call of an iteration schedules
 a flush with ``loop.call_soon``; the flush takes everything queued so far and sends it on its
 own task, so calls arriving meanwhile go into the next batch (no head-of-line blocking beyond
-one flush). A batch of one is sent as a plain ``EVALSHA``.
+one flush).
+
+On a plain ``redis.asyncio.Redis`` (single server, Sentinel master) a batch is written as raw
+RESP on one pooled connection and its replies read back in order: the same bytes a redis-py
+pipeline sends, without its per-argument encoding work. A Redis Cluster client gets a redis-py
+cluster pipeline, which routes each call to its slot's node.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
 from ratelimit.backends.circuit import CircuitBreaker
+from ratelimit.backends.redis_script import HEAD_ARGS
 from ratelimit.errors import BackendError
 
 __all__ = ["AutoPipeline"]
 
-_Item = tuple[Sequence[bytes], Sequence[bytes | int], "asyncio.Future[Any]"]
+#: (keys, args, the RESP of args[HEAD_ARGS:] or None, the future of the reply)
+_Item = tuple[Sequence[bytes], Sequence[bytes], bytes | None, "asyncio.Future[Any]"]
 
 
 class AutoPipeline:
@@ -50,13 +61,18 @@ class AutoPipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def call(self, keys: Sequence[bytes], args: Sequence[bytes | int]) -> asyncio.Future[Any]:
-        """Queue one script call; the returned future gets its reply (or a BackendError)."""
+    def call(
+        self, keys: Sequence[bytes], args: Sequence[bytes], tail: bytes | None = None
+    ) -> asyncio.Future[Any]:
+        """Queue one script call; the returned future gets its reply (or a BackendError).
+
+        ``tail``, when given, is ``args[HEAD_ARGS:]`` already encoded as RESP bulk strings.
+        """
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((keys, args, future))
+        self._pending.append((keys, args, tail, future))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -81,14 +97,14 @@ class AutoPipeline:
             error, outage = self._translate(exc)
             if outage:
                 self._breaker.failure()
-            for _, _, future in batch:
+            for *_, future in batch:
                 if not future.done():
                     future.set_exception(error)
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
                 raise
             return
         outage = False
-        for (_, _, future), reply in zip(batch, replies, strict=True):
+        for (*_, future), reply in zip(batch, replies, strict=True):
             if future.done():
                 continue
             if isinstance(reply, BaseException):
@@ -104,8 +120,11 @@ class AutoPipeline:
 
     async def _execute(self, command: str, script: str, batch: list[_Item]) -> list[Any]:
         client = self.client
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            return await _raw_batch(pool, command, script, batch)
         if len(batch) == 1:
-            keys, args, _ = batch[0]
+            keys, args, _, _ = batch[0]
             try:
                 return [await client.execute_command(command, script, len(keys), *keys, *args)]
             except Exception as exc:  # returned like a pipeline would
@@ -113,19 +132,74 @@ class AutoPipeline:
                     return [exc]
                 raise
         pipe = client.pipeline(transaction=False)
-        for keys, args, _ in batch:
+        for keys, args, _, _ in batch:
             pipe.execute_command(command, script, len(keys), *keys, *args)
         result: list[Any] = await pipe.execute(raise_on_error=False)
         return result
 
 
-def _is_noscript(reply: object) -> bool:
-    from redis.exceptions import NoScriptError
+_bulk_cache: dict[bytes, bytes] = {}
 
+
+def _bulk(value: bytes) -> bytes:
+    """``value`` as a RESP bulk string (the arguments that repeat are cached)."""
+    out = _bulk_cache.get(value)
+    if out is None:
+        out = b"$%d\r\n%s\r\n" % (len(value), value)
+        if len(_bulk_cache) < 4096:
+            _bulk_cache[value] = out
+    return out
+
+
+def _pack(command: str, script: str, batch: list[_Item]) -> bytes:
+    head = _bulk(command.encode()) + _bulk(script.encode())
+    parts = []
+    for keys, args, tail, _ in batch:
+        parts.append(b"*%d\r\n" % (3 + len(keys) + len(args)))
+        parts.append(head)
+        parts.append(_bulk(b"%d" % len(keys)))
+        parts.extend(map(_bulk, keys))
+        if tail is None:
+            parts.extend(map(_bulk, args))
+        else:
+            parts.extend(map(_bulk, args[:HEAD_ARGS]))
+            parts.append(tail)
+    return b"".join(parts)
+
+
+async def _raw_batch(pool: Any, command: str, script: str, batch: list[_Item]) -> list[Any]:
+    """Send the batch on one pooled connection; a dead pooled connection is retried once."""
+    data = _pack(command, script, batch)
+    for attempt in (1, 2):
+        conn = await pool.get_connection()
+        replies: list[Any] = []
+        try:
+            await conn.send_packed_command(data)
+            # One deadline for the whole batch (socket_timeout), not one timer per reply.
+            async with asyncio.timeout(conn.socket_timeout):
+                for _ in batch:
+                    try:
+                        replies.append(await conn.read_response(timeout=math.inf))
+                    except ResponseError as exc:  # this call's error; the others are fine
+                        replies.append(exc)
+            return replies
+        except RedisConnectionError:
+            # Like redis-py's Retry(NoBackoff(), 1): a connection that died with a restarted
+            # server is replaced once. (Not after a timeout: that would double the wait.)
+            await conn.disconnect()
+            if attempt == 2 or replies:
+                raise
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _is_noscript(reply: object) -> bool:
     return isinstance(reply, NoScriptError)
 
 
 def _is_reply_error(reply: object) -> bool:
-    from redis.exceptions import ResponseError
-
     return isinstance(reply, ResponseError)

@@ -29,6 +29,8 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from redis.exceptions import NoScriptError, ResponseError
+
 from ratelimit.backends.circuit import CircuitBreaker
 from ratelimit.backends.pipelining import AutoPipeline
 from ratelimit.backends.redis_script import (
@@ -54,8 +56,6 @@ DEFAULT_PREFIX = "rl:"
 
 def _translate(exc: BaseException) -> tuple[BackendError, bool]:
     """(the BackendError to raise for ``exc``, whether it is an outage for the breaker)."""
-    from redis.exceptions import ResponseError
-
     if isinstance(exc, BackendError):
         return exc, False
     if isinstance(exc, ResponseError) and not _is_cluster_trouble(exc):
@@ -191,10 +191,14 @@ class RedisBackend:
 
     def _request(
         self, key: str | bytes, limits: Sequence[Limit], cost: int, consume: bool
-    ) -> tuple[list[LimitSpec], list[bytes], list[bytes | int]]:
-        specs = [limit_spec(limit) for limit in limits]
+    ) -> tuple[list[LimitSpec], list[bytes], list[bytes]]:
         base = self._prefix + key_tag(key)
-        keys = [base + spec.suffix for spec in specs]
+        if len(limits) == 1:
+            specs = [limit_spec(limits[0])]
+            keys = [base + specs[0].suffix]
+        else:
+            specs = [limit_spec(limit) for limit in limits]
+            keys = [base + spec.suffix for spec in specs]
         clock = self._clock
         if clock is None:
             now = b""
@@ -202,7 +206,7 @@ class RedisBackend:
             ms = round(clock() * 1000)
             if not 0 <= ms < 1 << 48:
                 raise BackendError(f"the clock gave {ms} ms: the Redis backend needs 0 ≤ t < 2**48")
-            now = str(ms).encode()
+            now = b"%d" % ms
         return specs, keys, script_args(specs, now, cost, consume, self._pad)
 
     # -- sync ------------------------------------------------------------------------------
@@ -226,11 +230,9 @@ class RedisBackend:
                 client = self._client
         return client
 
-    def _call(self, keys: list[bytes], args: list[bytes | int]) -> Any:
-        from redis.exceptions import NoScriptError
-
+    def _call(self, keys: list[bytes], args: list[bytes]) -> Any:
         self.breaker.check()
-        client = self._sync_client()
+        client = self._client or self._sync_client()
         try:
             try:
                 reply = client.execute_command("EVALSHA", SCRIPT_SHA, len(keys), *keys, *args)
@@ -297,7 +299,8 @@ class RedisBackend:
         """:meth:`decide` for asyncio code: auto-pipelined with concurrent calls."""
         specs, keys, args = self._request(key, limits, cost, consume)
         self.breaker.check()
-        reply = await self._side().pipeline.call(keys, args)
+        tail = specs[0].resp if len(specs) == 1 else b"".join(spec.resp for spec in specs)
+        reply = await self._side().pipeline.call(keys, args, tail)
         return decode(specs, reply)
 
     async def areset(self, key: str, limits: Sequence[Limit]) -> None:

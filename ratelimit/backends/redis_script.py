@@ -24,7 +24,19 @@ from ratelimit.algorithms import ALGORITHMS
 from ratelimit.decision import INF, Decision
 from ratelimit.limits import Limit
 
-__all__ = ["SCRIPT", "SCRIPT_SHA", "LimitSpec", "decode", "key_tag", "limit_spec", "script_args"]
+__all__ = [
+    "HEAD_ARGS",
+    "SCRIPT",
+    "SCRIPT_SHA",
+    "LimitSpec",
+    "decode",
+    "key_tag",
+    "limit_spec",
+    "script_args",
+]
+
+#: How many ARGV values come before the per-limit ones (clock, cost, consume, TTL pad).
+HEAD_ARGS = 4
 
 _CODES = {
     "fixed_window": 1,
@@ -57,7 +69,7 @@ def _width(n: int) -> int:
 class LimitSpec:
     """A limit as the script sees it: its key suffix and its six arguments."""
 
-    __slots__ = ("args", "capacity", "limit", "suffix")
+    __slots__ = ("args", "capacity", "limit", "resp", "suffix")
 
     def __init__(self, limit: Limit) -> None:
         self.limit = limit
@@ -87,6 +99,8 @@ class LimitSpec:
             str(v).encode()
             for v in (code, rate.limit, rate.period_ms, limit.capacity, fmt, max_wait)
         )
+        #: The same six arguments as RESP bulk strings (for the raw asyncio pipeline).
+        self.resp = b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in self.args)
 
 
 _specs: dict[int, tuple[Limit, LimitSpec]] = {}
@@ -112,20 +126,37 @@ def key_tag(key: str | bytes) -> bytes:
 
 
 _CONSUME = {True: b"1", False: b"0"}
+_COSTS = [b"%d" % i for i in range(64)]
 
 
 def script_args(
     specs: Sequence[LimitSpec], now: bytes, cost: int, consume: bool, pad: bytes
-) -> list[bytes | int]:
+) -> list[bytes]:
     """ARGV for the script: clock, cost, consume flag, TTL pad, then six values per limit."""
-    args: list[bytes | int] = [now, cost, _CONSUME[consume], pad]
+    head = [now, _COSTS[cost] if cost < 64 else b"%d" % cost, _CONSUME[consume], pad]
+    if len(specs) == 1:
+        return [*head, *specs[0].args]
     for spec in specs:
-        args.extend(spec.args)
-    return args
+        head.extend(spec.args)
+    return head
 
 
 def decode(specs: Sequence[LimitSpec], reply: Any) -> list[Decision]:
     """The script's reply (five values per limit) as one :class:`Decision` per limit."""
+    if len(specs) == 1:
+        spec = specs[0]
+        allowed, remaining, reset, retry, delay = reply
+        return [
+            Decision(
+                allowed == 1,
+                spec.capacity,
+                remaining,
+                reset / 1000,
+                INF if retry < 0 else retry / 1000,
+                float(delay) if delay else 0.0,
+                spec.limit,
+            )
+        ]
     decisions = []
     i = 0
     for spec in specs:

@@ -227,24 +227,37 @@ async def test_concurrent_ahit_is_exact(redis_url: str) -> None:
 
 
 async def test_concurrent_calls_share_one_pipeline(redis_url: str) -> None:
-    """64 concurrent adecide calls are sent in one pipeline round trip."""
+    """64 concurrent adecide calls are written together on one connection, in one round trip."""
     import redis.asyncio
 
-    class CountingRedis(redis.asyncio.Redis):
-        pipelines: ClassVar[list[Any]] = []
+    class CountingPool(redis.asyncio.ConnectionPool):
+        checkouts = 0
+        writes: ClassVar[list[int]] = []
 
-        def pipeline(self, *args: Any, **kwargs: Any) -> Any:
-            pipe = super().pipeline(*args, **kwargs)
-            self.pipelines.append(pipe)
-            return pipe
+        async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+            CountingPool.checkouts += 1
+            conn = await super().get_connection(*args, **kwargs)
+            if getattr(conn, "counted", False):
+                return conn
+            conn.counted = True
+            send = conn.send_packed_command
 
-    client = CountingRedis.from_url(redis_url)
+            async def counting_send(command: Any, check_health: bool = True) -> None:
+                CountingPool.writes.append(len(command))
+                await send(command, check_health)
+
+            conn.send_packed_command = counting_send
+            return conn
+
+    client = redis.asyncio.Redis.from_pool(CountingPool.from_url(redis_url))
     backend = RedisBackend(async_client=client, clock=lambda: 1.0)
     limit = Limit("50/minute")
     await backend.adecide("warm-up", [limit], 1)  # a batch of one: EVALSHA, NOSCRIPT, EVAL
-    assert CountingRedis.pipelines == []
+    CountingPool.checkouts = 0
+    CountingPool.writes.clear()
     decisions = await asyncio.gather(*(backend.adecide(f"k{i % 4}", [limit], 1) for i in range(64)))
-    assert len(CountingRedis.pipelines) == 1
+    assert CountingPool.checkouts == 1
+    assert len(CountingPool.writes) == 1
     assert sum(d[0].allowed for d in decisions) == 64
     assert sorted(d[0].remaining for d in decisions)[:4] == [34, 34, 34, 34]
     await client.aclose()
