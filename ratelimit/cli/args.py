@@ -132,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     demo.add_argument(
-        "--out", metavar="DIR", default=".", help="where to write demo.png (default: .)"
+        "--out",
+        metavar="DIR",
+        default=".",
+        help="where to write demo.png and demo-table.txt (default: .)",
     )
     demo.add_argument(
         "--duration",
@@ -161,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Reports status counts, latency percentiles (from the moment each request is sent), "
             "the Retry-After and RateLimit headers seen, and admitted/rejected per 100 ms."
         ),
+        epilog="example: ratelimit loadtest http://127.0.0.1:8000/api/items --rate 50 "
+        "--duration 10 -H 'X-Api-Key: k1' --plot load.png",
     )
     load.add_argument("url", metavar="URL", type=_http_url, help="the URL to request")
     load.add_argument(
@@ -216,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check",
         help="validate a config file and print its rules",
-        description="Load CONFIG (TOML) as the middleware would and print its rules as a table.",
+        description="Load CONFIG (TOML) as the middleware would and print its rules as a table; "
+        "exit 1 with one line naming the file, rule and key if it is invalid.",
+        epilog="example: ratelimit check examples/ratelimit.toml",
     )
     check.add_argument("config", metavar="CONFIG", help="the config file (TOML)")
 
@@ -227,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Show KEY's state under a rule of --config (--rule NAME) or under --limit RATE: "
             "remaining, reset and retry-after per limit. Nothing is consumed."
         ),
+        epilog="examples: ratelimit inspect 203.0.113.7 --config ratelimit.toml --rule login | "
+        "ratelimit inspect user:42 --limit 100/hour --algorithm token_bucket "
+        "--backend redis://localhost:6379/0",
     )
     _add_backend_options(inspect)
     inspect.add_argument("--json", action="store_true", help="print the state as JSON")
@@ -235,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reset",
         help="clear a client's counters in a backend",
         description="Forget KEY's counters under a rule of --config or under --limit RATE.",
+        epilog="example: ratelimit reset 203.0.113.7 --config ratelimit.toml --rule login",
     )
     _add_backend_options(reset)
     return parser
