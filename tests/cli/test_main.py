@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from ratelimit.cli import main
@@ -93,3 +97,33 @@ def test_bad_input_through_a_subprocess_has_no_traceback(run_cli: RunCli) -> Non
     result = run_cli("loadtest", "http://127.0.0.1:1/", "--rate", "-3")
     assert "--rate" in first_line_error(result)
     assert result.stdout == ""
+
+
+def _without_demo_extra(*argv: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a subprocess where uvicorn, Starlette and matplotlib cannot be imported."""
+    code = (
+        "import sys\n"
+        "for name in ('matplotlib', 'starlette', 'uvicorn', 'httpx'):\n"
+        "    sys.modules[name] = None  # import fails as if not installed\n"
+        "from ratelimit.cli import main\n"
+        f"raise SystemExit(main({list(argv)!r}))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_check_needs_no_demo_extra(tmp_path: Path) -> None:
+    """``check`` works with only the core installed."""
+    config = tmp_path / "ratelimit.toml"
+    config.write_text('[[rules]]\npath = "/x"\nlimit = "1/second"\n')
+    result = _without_demo_extra("check", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "OK, 1 rule" in result.stdout
+
+
+def test_demo_without_its_extra_says_what_to_install(tmp_path: Path) -> None:
+    """Without the demo extra, ``demo`` fails with one line naming the extra to install."""
+    result = _without_demo_extra("demo", "--out", str(tmp_path))
+    line = first_line_error(result)
+    assert "pip install 'ratelimit-middleware[demo]'" in line
