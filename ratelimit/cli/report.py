@@ -107,12 +107,16 @@ class HeaderSummary:
             },
             "ratelimit": {
                 "present": self.ratelimit,
-                "remaining": sorted(self.remaining)[:1] + sorted(self.remaining)[-1:],
-                "reset": sorted(self.reset)[:1] + sorted(self.reset)[-1:],
+                "remaining": _range(self.remaining),
+                "reset": _range(self.reset),
             },
             "ratelimit_policy": dict(self.policies),
             "legacy_present": self.legacy,
         }
+
+
+def _range(values: set[int]) -> dict[str, int] | None:
+    return {"min": min(values), "max": max(values)} if values else None
 
 
 def _headers(samples: Iterable[Sample]) -> HeaderSummary:

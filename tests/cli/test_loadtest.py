@@ -37,6 +37,8 @@ def test_counts_add_up_against_a_limited_route(run_cli: RunCli, limited_server: 
     headers = report["headers"]
     assert headers["retry_after"]["on_429"] == report["rejected"]
     assert headers["ratelimit"]["present"] == report["sent"]
+    assert headers["ratelimit"]["remaining"]["min"] == 0
+    assert 0 < headers["ratelimit"]["remaining"]["max"] < 20
     assert list(headers["ratelimit_policy"]) == ['"limited";q=20;w=1']
     assert report["policy_rate_per_s"] == 20
 
