@@ -213,7 +213,7 @@ class Engine:
 
     def outcome(self, plan: Plan, request: RequestInfo, decisions: list[Decision]) -> Outcome:
         """Turn the decisions of a plan into what the adapter does."""
-        decision = combine(decisions)
+        decision = decisions[0] if len(decisions) == 1 else combine(decisions)
         headers = render(self.headers_mode, decision, plan.policies, self._labels)
         if decision.allowed:
             return Outcome(None, headers, 0.0 if self.shadow else decision.delay, decision)

@@ -208,6 +208,14 @@ class ClientIdentity:
         return client
 
 
+@lru_cache(maxsize=8192)
+def _peer_key(peer: str | None, ipv6_prefix: int) -> str:
+    """The ``ip:`` counter key of a peer when no proxy is trusted (cached per peer)."""
+    if peer is None:
+        return "ip:unknown"
+    return "ip:" + (normalize_ip(peer, ipv6_prefix) or bounded_identity(peer))
+
+
 def _user_key(request: RequestInfo) -> str | None:
     return request.user()
 
@@ -254,6 +262,9 @@ def compile_key(spec: KeySpec, identity: ClientIdentity) -> Callable[[RequestInf
     """
     address = identity.client_address
     if spec == "ip":
+        if not identity.networks:  # the hot path: no proxies, the key depends on the peer only
+            prefix_bits = identity.ipv6_prefix
+            return lambda request: _peer_key(request.peer, prefix_bits)
         return lambda request: "ip:" + address(request)
     if spec == "global":
         return lambda request: "global"
