@@ -18,11 +18,14 @@ An algorithm object is built once per :class:`~ratelimit.Limit` and offers:
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ratelimit.decision import Decision
 
-__all__ = ["ALGORITHMS", "Algorithm"]
+if TYPE_CHECKING:
+    from ratelimit.limits import Limit
+
+__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmBase"]
 
 #: The algorithm names accepted by ``Limit(algorithm=...)``.
 ALGORITHMS = ("fixed_window", "sliding_window", "sliding_log", "token_bucket", "leaky_bucket")
@@ -36,3 +39,15 @@ class Algorithm(Protocol):
     def step(self, state: Any, now: int, cost: int) -> tuple[Any, Decision]: ...
 
     def expires_at(self, state: Any) -> int: ...
+
+
+class AlgorithmBase:
+    """The parameters every algorithm reads, taken once from its :class:`~ratelimit.Limit`."""
+
+    __slots__ = ("capacity", "limit", "period", "policy")
+
+    def __init__(self, policy: Limit) -> None:
+        self.policy = policy
+        self.limit = policy.rate.limit  # L
+        self.period = policy.rate.period_ms  # P, in ms
+        self.capacity = policy.capacity  # L, or the burst B of the buckets

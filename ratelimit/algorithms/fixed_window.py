@@ -11,23 +11,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ratelimit.algorithms import AlgorithmBase
 from ratelimit.decision import INF, Decision, new_decision
 
 if TYPE_CHECKING:
     from ratelimit.limits import Limit
 
 
-class FixedWindow:
+class FixedWindow(AlgorithmBase):
     """Counts admitted cost per fixed window of ``period`` aligned to the clock."""
 
     name = "fixed_window"
-    __slots__ = ("_base", "capacity", "limit", "period", "policy")
+    __slots__ = ("_base",)
 
     def __init__(self, policy: Limit) -> None:
-        self.policy = policy
-        self.limit = policy.rate.limit
-        self.capacity = self.limit
-        self.period = policy.rate.period_ms
+        super().__init__(policy)
         self._base = self.limit + 1
 
     def step(self, state: int | None, now: int, cost: int) -> tuple[int | None, Decision]:

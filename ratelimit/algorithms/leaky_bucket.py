@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ratelimit.algorithms import AlgorithmBase
 from ratelimit.decision import INF, Decision, new_decision
 
 if TYPE_CHECKING:
@@ -24,17 +25,14 @@ if TYPE_CHECKING:
 _MASK = (1 << 64) - 1
 
 
-class LeakyBucket:
+class LeakyBucket(AlgorithmBase):
     """Draining bucket that shapes (delays) or polices (rejects) the excess."""
 
     name = "leaky_bucket"
-    __slots__ = ("_full", "_max_wait", "_shape", "capacity", "limit", "period", "policy")
+    __slots__ = ("_full", "_max_wait", "_shape")
 
     def __init__(self, policy: Limit) -> None:
-        self.policy = policy
-        self.limit = policy.rate.limit
-        self.period = policy.rate.period_ms
-        self.capacity = policy.capacity
+        super().__init__(policy)
         self._full = self.capacity * self.period
         self._shape = policy.mode == "shape"
         # The largest scaled level a request may queue behind: max_delay (ms) × drain per ms.

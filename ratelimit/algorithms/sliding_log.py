@@ -9,25 +9,15 @@ State: a tuple of admission times in ms, oldest first, one entry per unit of cos
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import TYPE_CHECKING
-
+from ratelimit.algorithms import AlgorithmBase
 from ratelimit.decision import INF, Decision, new_decision
 
-if TYPE_CHECKING:
-    from ratelimit.limits import Limit
 
-
-class SlidingLog:
+class SlidingLog(AlgorithmBase):
     """Exact log of admission times; see the module docstring."""
 
     name = "sliding_log"
-    __slots__ = ("capacity", "limit", "period", "policy")
-
-    def __init__(self, policy: Limit) -> None:
-        self.policy = policy
-        self.limit = policy.rate.limit
-        self.capacity = self.limit
-        self.period = policy.rate.period_ms
+    __slots__ = ()
 
     def step(
         self, state: tuple[int, ...] | None, now: int, cost: int

@@ -16,23 +16,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ratelimit.algorithms import AlgorithmBase
 from ratelimit.decision import INF, Decision, new_decision
 
 if TYPE_CHECKING:
     from ratelimit.limits import Limit
 
 
-class SlidingWindow:
+class SlidingWindow(AlgorithmBase):
     """Weighted two-window counter; see the module docstring for the formula."""
 
     name = "sliding_window"
-    __slots__ = ("_base", "capacity", "limit", "period", "policy")
+    __slots__ = ("_base",)
 
     def __init__(self, policy: Limit) -> None:
-        self.policy = policy
-        self.limit = policy.rate.limit
-        self.capacity = self.limit
-        self.period = policy.rate.period_ms
+        super().__init__(policy)
         self._base = self.limit + 1
 
     def _counts(self, state: int | None, window: int) -> tuple[int, int]:

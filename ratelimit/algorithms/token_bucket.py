@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ratelimit.algorithms import AlgorithmBase
 from ratelimit.decision import INF, Decision, new_decision
 
 if TYPE_CHECKING:
@@ -19,17 +20,14 @@ if TYPE_CHECKING:
 _MASK = (1 << 64) - 1
 
 
-class TokenBucket:
+class TokenBucket(AlgorithmBase):
     """Refilling bucket of tokens; see the module docstring."""
 
     name = "token_bucket"
-    __slots__ = ("_full", "capacity", "limit", "period", "policy")
+    __slots__ = ("_full",)
 
     def __init__(self, policy: Limit) -> None:
-        self.policy = policy
-        self.limit = policy.rate.limit
-        self.period = policy.rate.period_ms
-        self.capacity = policy.capacity
+        super().__init__(policy)
         self._full = self.capacity * self.period
 
     def step(self, state: int | None, now: int, cost: int) -> tuple[int | None, Decision]:
