@@ -9,6 +9,7 @@ State: a tuple of admission times in ms, oldest first, one entry per unit of cos
 from __future__ import annotations
 
 from bisect import bisect_right
+
 from ratelimit.algorithms import AlgorithmBase
 from ratelimit.decision import INF, Decision, new_decision
 
