@@ -271,6 +271,16 @@ class Config:
                 return rule
         raise KeyError(name)
 
+    def counter_key(self, rule: str | Rule, identity: str, kind: KeySpec | None = None) -> str:
+        """The backend key rule ``rule`` (a name or a Rule) counts client ``identity`` under.
+
+        ``kind="ip"`` for clients of a ``user`` / ``header:`` / custom rule that are counted
+        by address (no user, no header).
+        """
+        if isinstance(rule, str):
+            rule = self.rule(rule)
+        return rule.counter_key(identity, kind or self.key_of(rule), self.ipv6_prefix)
+
     def key_of(self, rule: Rule) -> KeySpec:
         """The key spec ``rule`` uses: its own, else the config's ``key``."""
         return rule.key if rule.key is not None else self.key

@@ -192,20 +192,28 @@ class Rule:
         assert self._regex is not None
         return self._regex.fullmatch(path) is not None
 
-    def counter_key(self, identity: str, kind: str | None = None) -> str:
+    def counter_key(self, identity: str, kind: KeySpec | None = None, ipv6_prefix: int = 64) -> str:
         """The backend key this rule's counters use for a client ``identity``.
 
-        ``identity`` is what the rule's key yields: an address (``203.0.113.7``, or for
-        IPv6 the network such as ``2001:db8::/64``), a header value, a user id. Clients of
-        a ``user`` or ``header:`` rule without one are counted by address: pass
-        ``kind="ip"`` for those. Use it with :attr:`limits` to inspect or reset a client::
+        ``identity`` is what the rule's key yields: an address (IPv6 addresses are cut to
+        ``ipv6_prefix`` bits, as the middleware does), a header value, a user id. Clients of
+        a ``user`` or ``header:`` rule without one are counted by address: pass ``kind="ip"``
+        for those. A rule whose ``key`` is ``None`` inherits the config's key, which the rule
+        does not know (it assumes ``ip``): prefer
+        :meth:`Config.counter_key <ratelimit.Config.counter_key>`, which also applies the
+        config's ``ipv6_prefix``. Use it with :attr:`limits` to inspect or reset a client::
 
             rule = config.rule("login")
-            limiter.peek(rule.counter_key("203.0.113.7"), *rule.limits)
+            limiter.peek(config.counter_key("login", "203.0.113.7"), *rule.limits)
         """
-        prefix = key_prefix(kind if kind is not None else (self.key or "ip"))
+        spec = kind if kind is not None else (self.key or "ip")
+        prefix = key_prefix(spec)
         if prefix == "global":
             return prefix
+        if spec == "ip":
+            from ratelimit.http.keys import normalize_ip
+
+            identity = normalize_ip(identity, ipv6_prefix) or identity
         return prefix + bounded_identity(identity)
 
     def describe(self) -> dict[str, Any]:

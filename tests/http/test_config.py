@@ -273,3 +273,21 @@ def test_describe_for_the_cli() -> None:
         "cost": 1,
         "exempt": False,
     }
+
+
+def test_config_counter_key_applies_inherited_key_and_ipv6_prefix() -> None:
+    """Config.counter_key uses the config's key for rules without one, and its ipv6_prefix."""
+    config = load_config(
+        {
+            "key": "header:x-api-key",
+            "ipv6_prefix": 48,
+            "rules": [
+                {"name": "inherits", "path": "/a", "limit": "1/s"},
+                {"name": "by-ip", "path": "/b", "limit": "1/s", "key": "ip"},
+            ],
+        }
+    )
+    assert config.counter_key("inherits", "k1") == "header:x-api-key:k1"
+    assert config.counter_key("inherits", "192.0.2.1", kind="ip") == "ip:192.0.2.1"
+    assert config.counter_key("by-ip", "2001:db8:1:2::9") == "ip:2001:db8:1::/48"
+    assert config.rule("by-ip").counter_key("2001:db8:1:2::9") == "ip:2001:db8:1:2::/64"
