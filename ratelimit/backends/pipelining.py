@@ -23,12 +23,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from ratelimit.backends.circuit import CircuitBreaker
-from ratelimit.backends.redis_script import HEAD_ARGS
 from ratelimit.errors import BackendError
 
 __all__ = ["AutoPipeline"]
 
-#: (keys, args, the RESP of args[HEAD_ARGS:] or None, the future of the reply)
+#: (keys, args, the EVALSHA command as RESP or None, the future of the reply)
 _Item = tuple[Sequence[bytes], Sequence[bytes], bytes | None, "asyncio.Future[Any]"]
 
 
@@ -62,17 +61,17 @@ class AutoPipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def call(
-        self, keys: Sequence[bytes], args: Sequence[bytes], tail: bytes | None = None
+        self, keys: Sequence[bytes], args: Sequence[bytes], packed: bytes | None = None
     ) -> asyncio.Future[Any]:
         """Queue one script call; the returned future gets its reply (or a BackendError).
 
-        ``tail``, when given, is ``args[HEAD_ARGS:]`` already encoded as RESP bulk strings.
+        ``packed``, when given, is the whole ``EVALSHA`` command already encoded as RESP.
         """
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((keys, args, tail, future))
+        self._pending.append((keys, args, packed, future))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -152,18 +151,18 @@ def _bulk(value: bytes) -> bytes:
 
 
 def _pack(command: str, script: str, batch: list[_Item]) -> bytes:
+    if command == "EVALSHA":
+        ready = [packed for _, _, packed, _ in batch]
+        if None not in ready:
+            return b"".join(ready)  # type: ignore[arg-type]  # no None in it (checked)
     head = _bulk(command.encode()) + _bulk(script.encode())
     parts = []
-    for keys, args, tail, _ in batch:
+    for keys, args, _, _ in batch:
         parts.append(b"*%d\r\n" % (3 + len(keys) + len(args)))
         parts.append(head)
         parts.append(_bulk(b"%d" % len(keys)))
         parts.extend(map(_bulk, keys))
-        if tail is None:
-            parts.extend(map(_bulk, args))
-        else:
-            parts.extend(map(_bulk, args[:HEAD_ARGS]))
-            parts.append(tail)
+        parts.extend(map(_bulk, args))
     return b"".join(parts)
 
 

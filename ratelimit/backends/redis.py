@@ -40,6 +40,7 @@ from ratelimit.backends.redis_script import (
     decode,
     key_tag,
     limit_spec,
+    pack_evalsha,
     script_args,
 )
 from ratelimit.backends.redis_url import ClientFactories, client_factories
@@ -73,7 +74,7 @@ def _is_cluster_trouble(exc: BaseException) -> bool:
 class _AsyncSide:
     """The asyncio client of one event loop and its auto-pipeline."""
 
-    __slots__ = ("client", "extras", "owned", "pipeline")
+    __slots__ = ("client", "extras", "owned", "pipeline", "raw")
 
     def __init__(
         self, client: Any, owned: bool, breaker: CircuitBreaker, extras: list[Any] | None = None
@@ -81,6 +82,8 @@ class _AsyncSide:
         self.client = client
         self.owned = owned
         self.extras = extras or []
+        #: Whether batches are written as raw RESP (not a Cluster client): pre-pack calls.
+        self.raw = getattr(client, "connection_pool", None) is not None
         self.pipeline = AutoPipeline(client, SCRIPT_SHA, SCRIPT, breaker, _translate)
 
 
@@ -299,8 +302,9 @@ class RedisBackend:
         """:meth:`decide` for asyncio code: auto-pipelined with concurrent calls."""
         specs, keys, args = self._request(key, limits, cost, consume)
         self.breaker.check()
-        tail = specs[0].resp if len(specs) == 1 else b"".join(spec.resp for spec in specs)
-        reply = await self._side().pipeline.call(keys, args, tail)
+        side = self._side()
+        packed = pack_evalsha(specs, keys, args) if side.raw else None
+        reply = await side.pipeline.call(keys, args, packed)
         return decode(specs, reply)
 
     async def areset(self, key: str, limits: Sequence[Limit]) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "decode",
     "key_tag",
     "limit_spec",
+    "pack_evalsha",
     "script_args",
 ]
 
@@ -139,6 +140,36 @@ def script_args(
     for spec in specs:
         head.extend(spec.args)
     return head
+
+
+_EVALSHA = b"$7\r\nEVALSHA\r\n$40\r\n" + SCRIPT_SHA.encode() + b"\r\n"
+_heads: dict[tuple[bytes, ...], bytes] = {}
+
+
+def pack_evalsha(specs: Sequence[LimitSpec], keys: Sequence[bytes], args: Sequence[bytes]) -> bytes:
+    """The whole ``EVALSHA`` command for ``keys`` and ``args`` as RESP bytes, ready to write.
+
+    Only the keys are encoded per call: the command, the script's SHA, the head arguments
+    (cached while they repeat, as they do with the server clock) and each limit's six
+    arguments (:attr:`LimitSpec.resp`) are encoded once.
+    """
+    head_args = tuple(args[:HEAD_ARGS])
+    head = _heads.get(head_args)
+    if head is None:
+        head = b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in head_args)
+        if len(_heads) < 256:
+            _heads[head_args] = head
+    parts = [
+        b"*%d\r\n" % (3 + len(keys) + len(args)),
+        _EVALSHA,
+        b"$%d\r\n%d\r\n" % (len(str(len(keys))), len(keys)),
+    ]
+    for key in keys:
+        parts.append(b"$%d\r\n%s\r\n" % (len(key), key))
+    parts.append(head)
+    for spec in specs:
+        parts.append(spec.resp)
+    return b"".join(parts)
 
 
 def decode(specs: Sequence[LimitSpec], reply: Any) -> list[Decision]:
