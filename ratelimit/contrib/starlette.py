@@ -100,6 +100,7 @@ def limit(
         )
         rules = (rule,)
         own: list[Engine] = []
+        names = {"request": _REQUEST, "response": _RESPONSE}
         is_async = inspect.iscoroutinefunction(endpoint)
 
         def engine_for(request: HTTPConnection) -> Engine:
@@ -114,8 +115,12 @@ def limit(
 
         @functools.wraps(endpoint)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            request: HTTPConnection | None = kwargs.pop(_REQUEST, None)
-            response_param: Response | None = kwargs.pop(_RESPONSE, None)
+            request: HTTPConnection | None = kwargs.pop(_REQUEST, None) or kwargs.get(
+                names["request"]
+            )
+            response_param: Response | None = kwargs.pop(_RESPONSE, None) or kwargs.get(
+                names["response"]
+            )
             if request is None:
                 request = next(
                     a for a in (*args, *kwargs.values()) if isinstance(a, HTTPConnection)
@@ -142,21 +147,30 @@ def limit(
                     _set_headers(response_param, outcome.headers)
             return result
 
-        signature = inspect.signature(endpoint, eval_str=True)
+        # FastAPI builds its dependencies from the signature: add hidden Request / Response
+        # parameters (keyword-only, so Starlette's positional call ignores them), unless the
+        # endpoint has its own (FastAPI fills only one parameter of each kind).
+        try:
+            signature = inspect.signature(endpoint, eval_str=True)
+        except (NameError, SyntaxError, TypeError):  # annotations that only FastAPI may resolve
+            signature = inspect.signature(endpoint)
         params = list(signature.parameters.values())
-        takes_request = bool(params) and (
-            params[0].name == "request" or params[0].annotation in (Request, HTTPConnection)
+        for param in params:
+            if isinstance(param.annotation, type):
+                if issubclass(param.annotation, HTTPConnection):
+                    names["request"] = param.name
+                elif issubclass(param.annotation, Response):
+                    names["response"] = param.name
+        extra = [
+            inspect.Parameter(names[kind], inspect.Parameter.KEYWORD_ONLY, annotation=annotation)
+            for kind, annotation in (("request", Request), ("response", Response))
+            if names[kind].startswith("ratelimit_")
+        ]
+        keep = [p for p in params if p.kind != inspect.Parameter.VAR_KEYWORD]
+        varkw = [p for p in params if p.kind == inspect.Parameter.VAR_KEYWORD]
+        wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*keep, *extra, *varkw]
         )
-        if not takes_request or len(params) > 1:
-            extra = [
-                inspect.Parameter(_REQUEST, inspect.Parameter.KEYWORD_ONLY, annotation=Request),
-                inspect.Parameter(_RESPONSE, inspect.Parameter.KEYWORD_ONLY, annotation=Response),
-            ]
-            keep = [p for p in params if p.kind != inspect.Parameter.VAR_KEYWORD]
-            varkw = [p for p in params if p.kind == inspect.Parameter.VAR_KEYWORD]
-            wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-                parameters=[*keep, *extra, *varkw]
-            )
         return wrapper
 
     return decorate

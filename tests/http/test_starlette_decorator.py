@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from fastapi import Response as FastAPIResponse
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -118,3 +119,34 @@ def test_fastapi_under_real_uvicorn(memory: MemoryBackend) -> None:
     with uvicorn_server(fastapi_app(memory)) as url:
         codes = [httpx.get(url + "/items/1").status_code for _ in range(2)]
     assert codes == [200, 429]
+
+
+async def test_fastapi_endpoint_taking_only_request_gets_headers(memory: MemoryBackend) -> None:
+    """An endpoint with only a Request parameter returning a dict still gets the headers."""
+    app = FastAPI()
+
+    @app.get("/only")
+    @limit("2/minute", name="only", backend=memory)
+    async def only(request: Request) -> dict[str, str]:
+        return {"path": request.url.path}
+
+    async with asgi_client(app) as client:
+        response = await client.get("/only")
+    assert response.json() == {"path": "/only"}
+    assert response.headers["ratelimit"] == '"only";r=1;t=20'
+
+
+async def test_fastapi_endpoint_with_its_own_response_parameter(memory: MemoryBackend) -> None:
+    """An endpoint that takes FastAPI's Response keeps it, and the headers land on it."""
+    app = FastAPI()
+
+    @app.get("/own")
+    @limit("2/minute", name="own", backend=memory)
+    async def own(response: FastAPIResponse) -> dict[str, bool]:
+        response.headers["x-own"] = "1"
+        return {"ok": True}
+
+    async with asgi_client(app) as client:
+        result = await client.get("/own")
+    assert result.json() == {"ok": True} and result.headers["x-own"] == "1"
+    assert result.headers["ratelimit"] == '"own";r=1;t=20'
