@@ -11,7 +11,7 @@ from typing import Any
 
 from ratelimit.cli.loadgen import DROPPED, PENDING, Stream, run_streams, uniform_schedule
 from ratelimit.cli.progress import Progress
-from ratelimit.cli.report import Summary, summarize
+from ratelimit.cli.report import Summary, policy_quota, summarize
 from ratelimit.errors import ConfigError
 from ratelimit.rate import Rate
 
@@ -60,10 +60,10 @@ def render_report(url: str, rate: float, concurrency: int, summary: Summary) -> 
 
 def run_loadtest(args: argparse.Namespace) -> int:
     """Run the ``loadtest`` command; returns the exit status."""
-    expect: float | None = None
+    expect: Rate | None = None
     if args.expect is not None:
         try:
-            expect = Rate.parse(args.expect).per_second
+            expect = Rate.parse(args.expect)
         except ConfigError as exc:
             raise ConfigError(f"--expect: {exc}") from None
     if args.plot is not None:
@@ -115,12 +115,20 @@ def run_loadtest(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from ratelimit.cli import chart
 
-        rate = expect if expect is not None else summary.policy_rate
-        label = f"limit {rate:g}/s" + (" (from RateLimit-Policy)" if expect is None else "")
+        rate, label = None, ""
+        quota = policy_quota(summary.policy)
+        if expect is not None:
+            rate, label = expect.per_second, f"expected limit {expect}"
+        elif quota is not None:
+            rate = quota[0] / quota[1]
+            try:
+                label = f"limit {Rate(*quota)} (from RateLimit-Policy)"
+            except ConfigError:
+                label = f"limit {quota[0]}/{quota[1]} s (from RateLimit-Policy)"
         chart.write_chart(
             args.plot,
             f"ratelimit loadtest {args.url}: {args.rate:g} req/s for {args.duration:g} s",
-            [chart.Panel(args.url, summary.timeline, rate, label if rate else "")],
+            [chart.Panel(args.url, summary.timeline, rate, label)],
         )
         print(f"chart written to {args.plot}", file=sys.stderr)
     if summary.sent and summary.sent == sum(summary.error_kinds.values()):

@@ -22,6 +22,7 @@ __all__ = [
     "Timeline",
     "format_table",
     "percentile",
+    "policy_quota",
     "policy_rate",
     "summarize",
 ]
@@ -45,16 +46,22 @@ def _params(item: str) -> dict[str, int]:
     return {name: int(value) for name, value in _PARAM.findall(item)}
 
 
-def policy_rate(policy: str | None) -> float | None:
-    """Requests per second of the tightest item of a ``RateLimit-Policy`` header (q / w)."""
+def policy_quota(policy: str | None) -> tuple[int, int] | None:
+    """``(q, w)`` of the tightest item (lowest q / w) of a ``RateLimit-Policy`` header."""
     if not policy:
         return None
-    rates = []
+    quotas = []
     for item in policy.split(","):
         params = _params(item)
         if "q" in params and params.get("w", 0) > 0:
-            rates.append(params["q"] / params["w"])
-    return min(rates) if rates else None
+            quotas.append((params["q"], params["w"]))
+    return min(quotas, key=lambda qw: qw[0] / qw[1]) if quotas else None
+
+
+def policy_rate(policy: str | None) -> float | None:
+    """Requests per second of the tightest item of a ``RateLimit-Policy`` header (q / w)."""
+    quota = policy_quota(policy)
+    return None if quota is None else quota[0] / quota[1]
 
 
 def _span(values: Iterable[int]) -> str:
@@ -234,6 +241,7 @@ class Summary:
     headers: HeaderSummary
     timeline: Timeline
     policy_rate: float | None
+    policy: str | None = None
 
     @property
     def admitted_rate(self) -> float:
@@ -305,6 +313,7 @@ def summarize(samples: Sequence[Sample], duration: float, peak_window: float = 1
         headers=_headers(answered),
         timeline=Timeline.of(samples, duration),
         policy_rate=policy_rate(policy),
+        policy=policy,
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 from ratelimit import Rate
 from ratelimit.cli.demo import demo_traffic
 from ratelimit.cli.loadgen import DROPPED, ERROR, Sample, uniform_schedule
-from ratelimit.cli.report import format_table, percentile, policy_rate, summarize
+from ratelimit.cli.report import format_table, percentile, policy_quota, policy_rate, summarize
 
 
 def _sample(due: float, status: int, latency: float = 0.001, **headers: str) -> Sample:
@@ -43,6 +43,7 @@ def test_policy_rate_takes_the_tightest_item() -> None:
     assert policy_rate('"a";q=100;w=60, "b";q=5;w=1') == pytest.approx(100 / 60)
     assert policy_rate('"x";q=10') is None
     assert policy_rate(None) is None
+    assert policy_quota('"a";q=100;w=60, "b";q=1000;w=3600') == (1000, 3600)
 
 
 def test_summary_counts_add_up() -> None:
