@@ -157,8 +157,22 @@ def _probe(url: str) -> None:
 
 
 def _backend_clock(url: str) -> Callable[[], float]:
-    """The clock the backend decides with: memory uses time.monotonic, Redis its TIME."""
-    return time.monotonic if url.startswith("memory:") else time.time
+    """The clock the backend decides with: ``time.monotonic`` for memory; for Redis its
+    ``TIME``, read once as an offset from ``time.time`` (else ``time.time`` itself)."""
+    if url.startswith("memory:"):
+        return time.monotonic
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=2)
+        try:
+            seconds, micros = client.time()
+            offset = seconds + micros / 1e6 - time.time()
+        finally:
+            client.close()
+    except Exception:  # a cluster or sentinel URL, no redis-py, ...: use the wall clock
+        return time.time
+    return lambda: time.time() + offset
 
 
 async def _drive(streams: list[Stream], clock: Callable[[], float], progress: Progress) -> None:
