@@ -304,3 +304,32 @@ def test_one_backend_serves_several_event_loops(redis_url: str) -> None:
     assert [asyncio.run(hit()) for _ in range(4)] == [True, True, True, False]
     assert backend.decide("k", [limit], 1)[0].remaining == 0
     backend.close()
+
+
+def test_one_round_trip_per_decision(redis_url: str, redis_client: Any) -> None:
+    """A decision over three limits is one EVALSHA and nothing else, sync and asyncio."""
+    backend = RedisBackend.from_url(redis_url)
+    limits = [Limit("5/second"), Limit("9/minute", algorithm="token_bucket"), Limit("99/hour")]
+    backend.decide("warm-up", limits, 1)  # NOSCRIPT, then EVAL caches the script
+    redis_client.config_resetstat()
+    for i in range(10):
+        backend.decide(f"k{i}", limits, 1)
+
+    async def five() -> None:
+        await asyncio.gather(*(backend.adecide(f"a{i}", limits, 1) for i in range(5)))
+        await backend.aclose()
+
+    asyncio.run(five())
+    stats = redis_client.info("commandstats")
+    calls = {name: value["calls"] for name, value in stats.items()}
+    assert calls.pop("cmdstat_config|resetstat") == 1
+    assert calls.pop("cmdstat_evalsha") == 15
+    # Inside the script: one TIME per decision, one GET and one SET PX per limit.
+    assert (calls.pop("cmdstat_time"), calls.pop("cmdstat_get"), calls.pop("cmdstat_set")) == (
+        15,
+        45,
+        45,
+    )
+    handshake = {"cmdstat_client|setinfo", "cmdstat_hello"}  # a new asyncio connection
+    assert set(calls) <= handshake, calls
+    backend.close()
