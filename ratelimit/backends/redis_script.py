@@ -81,13 +81,15 @@ class LimitSpec:
         algorithm = limit.algorithm
         code = _CODES[algorithm]
         max_wait = -1
-        # Times are 6-byte fields (ms up to 2**48, year 10889); counts and scaled levels use
-        # the fewest bytes that hold their maximum, so a state is 7 to 12 bytes.
-        if algorithm in ("fixed_window", "sliding_log"):
+        # The windows store one decimal number, the window index followed by the counts, each
+        # as many digits as the limit has: Redis keeps such a value as an integer (8 bytes in
+        # the object itself). Elsewhere, times are 6-byte struct fields (ms up to 2**48, the
+        # year 10889) and counts and scaled levels use the fewest bytes that hold their
+        # maximum, so a bucket's state is 7 to 12 bytes (one 32-byte allocation).
+        if algorithm in ("fixed_window", "sliding_window"):
+            fmt = str(len(str(rate.limit)))
+        elif algorithm == "sliding_log":
             fmt = f">I6I{_width(rate.limit)}"
-        elif algorithm == "sliding_window":
-            width = _width(rate.limit)
-            fmt = f">I6I{width}I{width}"
         else:
             fmt = f">I6I{_width(limit.capacity * rate.period_ms)}"
             if algorithm == "leaky_bucket":

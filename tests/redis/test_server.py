@@ -333,3 +333,21 @@ def test_one_round_trip_per_decision(redis_url: str, redis_client: Any) -> None:
     handshake = {"cmdstat_client|setinfo", "cmdstat_hello"}  # a new asyncio connection
     assert set(calls) <= handshake, calls
     backend.close()
+
+
+def test_memory_per_tracked_key(redis_url: str, redis_client: Any) -> None:
+    """Redis attributes at most 90 bytes to a tracked key, for every O(1) algorithm."""
+    backend = RedisBackend.from_url(redis_url)
+    limits = [
+        Limit("100/hour"),
+        Limit("1000/second", algorithm="sliding_window"),
+        Limit("100/hour", algorithm="token_bucket", burst=500),
+        Limit("10/minute", algorithm="leaky_bucket"),
+    ]
+    for limit in limits:
+        backend.decide("203.0.113.7", [limit], 1)
+        key = backend.key_for("203.0.113.7", limit)
+        assert redis_client.memory_usage(key, samples=0) <= 90, limit
+        if limit.algorithm.endswith("window"):
+            assert redis_client.object("encoding", key) == b"int"
+    backend.close()

@@ -6,12 +6,13 @@
 -- integer below 2^53 (the core checks limit * period_ms and burst * period_ms), and divisions
 -- go through fdiv/cdiv, which correct the rounding of a / b.
 --
--- KEYS[i]   the state of limit i (one string per key, packed with struct; all in one slot)
+-- KEYS[i]   the state of limit i: one string per key (all in one slot), packed with struct,
+--           or a decimal number for the windows (which Redis then stores as an integer)
 -- ARGV[1]   now in ms, or "" to use the Redis server clock (TIME)
 -- ARGV[2]   cost (integer >= 1)
 -- ARGV[3]   "1" to store the new states when every limit admits, "0" for a dry run
 -- ARGV[4]   extra ms added to every TTL (0 unless the caller's clock runs slower than real time)
--- ARGV[5..] six values per limit: algorithm code, limit, period ms, capacity, struct format,
+-- ARGV[5..] six values per limit: algorithm code, limit, period ms, capacity, state format,
 --           max wait (leaky bucket in shape mode: the largest scaled level to queue behind; -1)
 --
 -- Returns five values per limit: allowed (1/0), remaining, reset_after ms, retry_after ms
@@ -85,6 +86,14 @@ end
 -- a stored state, or false when missing or not of this format (a renamed limit's old state)
 local function stored(state, fmt)
   if state and #state == struct.size(fmt) then
+    return state
+  end
+  return false
+end
+
+-- a stored decimal state "<digits>...<width digits>", or false (missing or another format)
+local function decimal(state, width)
+  if state and #state > width and not string.find(state, '%D') then
     return state
   end
   return false

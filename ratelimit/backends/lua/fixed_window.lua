@@ -1,18 +1,20 @@
--- fixed_window: mirrors ratelimit/algorithms/fixed_window.py. State: window index, count.
+-- fixed_window: mirrors ratelimit/algorithms/fixed_window.py. State: window index, count,
+-- as one decimal number "<window><count, fmt digits>" (Redis stores it as an integer).
 ALGORITHMS[1] = function(state, now, cost, limit, period, capacity, fmt, extra)
   local window = fdiv(now, period)
   local count = 0
-  state = stored(state, fmt)
+  local digits = tonumber(fmt)
+  state = decimal(state, digits)
   if state then
-    local saved_window, saved_count = struct.unpack(fmt, state)
-    if saved_window == window then
-      count = saved_count
+    if tonumber(string.sub(state, 1, -digits - 1)) == window then
+      count = tonumber(string.sub(state, -digits))
     end
   end
   local reset = (window + 1) * period - now
   if cost <= limit and count + cost <= limit then
     count = count + cost
-    return struct.pack(fmt, window, count), 1, limit - count, reset, 0, 0, (window + 1) * period
+    return string.format('%d%0' .. digits .. 'd', window, count), 1, limit - count, reset, 0, 0,
+      (window + 1) * period
   end
   local retry = reset
   if cost > limit then

@@ -1,17 +1,20 @@
--- sliding_window: mirrors ratelimit/algorithms/sliding_window.py.
--- State: window index, previous count, current count.
+-- sliding_window: mirrors ratelimit/algorithms/sliding_window.py. State: window index,
+-- previous count, current count, as one decimal number "<window><prev><curr>" (the counts
+-- fmt digits wide; Redis stores it as an integer).
 ALGORITHMS[2] = function(state, now, cost, limit, period, capacity, fmt, extra)
   local window = fdiv(now, period)
   local start = window * period
   local elapsed = now - start
   local prev, curr = 0, 0
-  state = stored(state, fmt)
+  local digits = tonumber(fmt)
+  state = decimal(state, 2 * digits)
   if state then
-    local saved_window, saved_prev, saved_curr = struct.unpack(fmt, state)
+    local saved_window = tonumber(string.sub(state, 1, -2 * digits - 1))
     if saved_window == window then
-      prev, curr = saved_prev, saved_curr
+      prev = tonumber(string.sub(state, -2 * digits, -digits - 1))
+      curr = tonumber(string.sub(state, -digits))
     elseif saved_window == window - 1 then
-      prev = saved_curr
+      prev = tonumber(string.sub(state, -digits))
     end
   end
   local weight = period - elapsed
@@ -19,8 +22,8 @@ ALGORITHMS[2] = function(state, now, cost, limit, period, capacity, fmt, extra)
   if cost <= limit and cost * period <= free then
     curr = curr + cost
     free = free - cost * period
-    return struct.pack(fmt, window, prev, curr), 1, fdiv(free, period),
-      start + 2 * period - now, 0, 0, start + 2 * period
+    local packed = string.format('%d%0' .. digits .. 'd%0' .. digits .. 'd', window, prev, curr)
+    return packed, 1, fdiv(free, period), start + 2 * period - now, 0, 0, start + 2 * period
   end
   local reset = 0
   if curr > 0 then
