@@ -145,6 +145,8 @@ class RedisBackend:
             weakref.WeakKeyDictionary()
         )
         self._shared_side: _AsyncSide | None = None
+        # The side used last, to skip the weak-dictionary lookup (one loop is the usual case).
+        self._last: tuple[asyncio.AbstractEventLoop, _AsyncSide] | None = None
 
     @classmethod
     def from_url(
@@ -288,12 +290,16 @@ class RedisBackend:
                 side = self._shared_side = _AsyncSide(self._async_client, False, self.breaker)
             return side
         loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0] is loop:
+            return last[1]
         side = self._sides.get(loop)
         if side is None:
             if self._factories is None:
                 raise ConfigError("this RedisBackend has no asyncio client: pass async_client=")
             client, extras = self._factories[1]()
             side = self._sides[loop] = _AsyncSide(client, True, self.breaker, extras)
+        self._last = (loop, side)
         return side
 
     async def adecide(
@@ -323,6 +329,8 @@ class RedisBackend:
         """Close the asyncio client this backend created for the running event loop."""
         loop = asyncio.get_running_loop()
         side = self._sides.pop(loop, None)
+        if self._last is not None and self._last[0] is loop:
+            self._last = None
         if side is not None and side.owned:
             await side.client.aclose()
             for extra in side.extras:
