@@ -98,7 +98,7 @@ class AutoPipeline:
                 self._breaker.failure()
             for *_, future in batch:
                 if not future.done():
-                    future.set_exception(error)
+                    future.set_exception(_copy(error, exc))
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
                 raise
             return
@@ -109,7 +109,7 @@ class AutoPipeline:
             if isinstance(reply, BaseException):
                 error, is_outage = self._translate(reply)
                 outage = outage or is_outage
-                future.set_exception(error)
+                future.set_exception(_copy(error, reply))
             else:
                 future.set_result(reply)
         if outage:
@@ -135,6 +135,13 @@ class AutoPipeline:
             pipe.execute_command(command, script, len(keys), *keys, *args)
         result: list[Any] = await pipe.execute(raise_on_error=False)
         return result
+
+
+def _copy(error: BackendError, cause: BaseException) -> BackendError:
+    """A BackendError of its own for each waiter (an exception is mutated when raised)."""
+    copy = BackendError(*error.args)
+    copy.__cause__ = cause
+    return copy
 
 
 _bulk_cache: dict[bytes, bytes] = {}
