@@ -109,7 +109,8 @@ class RateLimitMiddleware:
         if plan is None:
             await self.app(scope, receive, send)
             return
-        outcome = await engine.arun(plan, request_info(scope))
+        request = request_info(scope)
+        outcome = engine.run(plan, request) if engine.inline else await engine.arun(plan, request)
         if outcome.reply is not None:
             if kind == "http":
                 await send_reply(send, outcome.reply)
@@ -134,7 +135,7 @@ def _adding_headers(send: Send, start: str, extra: HeaderPairs) -> Send:
         nonlocal pending
         if pending and message["type"] == start:
             pending = False
-            message = dict(message)
+            message = dict(message)  # the app's dict is not ours to change
             message["headers"] = [*message.get("headers", ()), *extra]
         await send(message)
 

@@ -28,7 +28,7 @@ import logging
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, NamedTuple
 
-from ratelimit.backends import backend_from_url
+from ratelimit.backends import MemoryBackend, backend_from_url
 from ratelimit.backends.base import Backend
 from ratelimit.decision import Decision, combine
 from ratelimit.http.config import Config, load_config
@@ -112,6 +112,9 @@ class Engine:
             backend if backend is not None else backend_from_url(self.config.backend)
         )
         self.on_reject = on_reject
+        #: The backend answers at once (memory): async adapters may call :meth:`run` directly
+        #: instead of awaiting :meth:`arun`, which saves two coroutines per request.
+        self.inline = type(self.backend) is MemoryBackend
         cfg = self.config
         self.identity = ClientIdentity(cfg.trusted_proxies, cfg.ipv6_prefix, cfg.proxy_header)
         self.headers_mode = cfg.headers
