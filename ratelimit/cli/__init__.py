@@ -9,6 +9,7 @@ interrupted. Each command's module is imported only when that command runs, so `
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -68,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"this command needs {exc.name!r}, which is not installed: "
             "pip install 'ratelimit-middleware[demo]'"
         )
+    except BrokenPipeError:  # the reader went away (``ratelimit check x | head -1``)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 1
     except OSError as exc:  # a missing file, a refused connection, a port in use
         return _fail(exc)
     except KeyboardInterrupt:
