@@ -4,7 +4,8 @@ together, as one pipeline, in one round trip.
 A call queues ``(keys, args)`` and awaits a future. The first call of an iteration schedules
 a flush with ``loop.call_soon``; the flush takes everything queued so far and sends it on its
 own task, so calls arriving meanwhile go into the next batch (no head-of-line blocking beyond
-one flush).
+one flush). A flush of more than ``max_batch`` (32) calls is split over several connections,
+so that Redis runs one batch while the client reads the replies of another.
 
 On a plain ``redis.asyncio.Redis`` (single server, Sentinel master) a batch is written as raw
 RESP on one pooled connection and its replies read back in order: the same bytes a redis-py
@@ -59,6 +60,9 @@ class AutoPipeline:
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: The most calls in one batch; more are split over several connections, so that
+        #: Redis works on one batch while the client handles the replies of another.
+        self.max_batch = 32
 
     def call(
         self, keys: Sequence[bytes], args: Sequence[bytes], packed: bytes | None = None
@@ -79,10 +83,12 @@ class AutoPipeline:
 
     def _flush(self) -> None:
         self._scheduled = False
-        batch, self._pending = self._pending, []
-        task = asyncio.ensure_future(self._send(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        pending, self._pending = self._pending, []
+        size = self.max_batch
+        for start in range(0, len(pending), size):
+            task = asyncio.ensure_future(self._send(pending[start : start + size]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _send(self, batch: list[_Item]) -> None:
         try:
