@@ -281,3 +281,44 @@ def test_negative_clock_is_a_backend_error(script_client: Any) -> None:
     backend = RedisBackend(script_client, clock=lambda: -1.0)
     with pytest.raises(BackendError, match="clock"):
         backend.decide("k", [Limit("1/second")], 1)
+
+
+@st.composite
+def big_cases(draw: st.DrawFn) -> tuple[Limit, list[tuple[int, int]]]:
+    """A limit with a large rate (up to 2**53 scaled) and large costs, on a forward clock."""
+    algorithm = draw(st.sampled_from(ALGORITHMS[:2] + ALGORITHMS[3:]))  # the log is O(L)
+    period_ms = draw(st.sampled_from([1, 1000, 3_600_000]))
+    limit = draw(st.integers(1, 2**53 // period_ms // 2))
+    burst = None
+    if algorithm in ("token_bucket", "leaky_bucket"):
+        burst = draw(st.none() | st.integers(1, 2**53 // period_ms))
+    rate_limit = Limit(f"{limit}/{period_ms / 1000}s", algorithm=algorithm, burst=burst)
+    now = draw(st.integers(0, 2**40))
+    steps = []
+    for gap, cost in draw(
+        st.lists(st.tuples(st.integers(0, 3 * period_ms), st.integers(1, 2 * limit)), max_size=20)
+    ):
+        now += gap
+        steps.append((now, cost))
+    return rate_limit, steps
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=big_cases())
+def test_large_rates_and_costs_stay_exact(
+    script_client: Any, case: tuple[Limit, list[tuple[int, int]]]
+) -> None:
+    """Near the 2**53 bound of Lua's doubles, Redis still decides exactly like memory."""
+    limit, steps = case
+    clock = FakeClock()
+    memory = MemoryBackend(clock=clock)
+    redis_backend = _backend(script_client, clock)
+    for i, (ms, cost) in enumerate(steps):
+        clock.set_ms(ms)
+        want = memory.decide("k", [limit], cost)
+        got = redis_backend.decide("k", [limit], cost)
+        assert _fields(got) == _fields(want), f"step {i} at {ms} ms, cost {cost}"
