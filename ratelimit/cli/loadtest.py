@@ -71,7 +71,7 @@ def run_loadtest(args: argparse.Namespace) -> int:
     if args.rate * args.duration > MAX_REQUESTS:
         raise ConfigError(
             f"--rate × --duration is {args.rate * args.duration:.0f} requests; at most "
-            f"{MAX_REQUESTS:,} per run (one process sends a few thousand a second)"
+            f"{MAX_REQUESTS:,} per run (one process sends about a thousand or two a second)"
         )
     method = args.method.upper()
     if not method.isascii() or not method.isalpha():
