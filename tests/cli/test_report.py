@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ratelimit import Rate
 from ratelimit.cli.demo import demo_traffic
@@ -134,3 +136,38 @@ def test_progress_on_a_pipe_prints_plain_lines_then_the_final_state() -> None:
     muted(1.0)
     muted.done()
     assert quiet.getvalue() == ""
+
+
+_STATUSES = st.sampled_from([DROPPED, ERROR, 200, 204, 302, 401, 429, 503])
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 5, allow_nan=False),
+            _STATUSES,
+            st.floats(0, 2, allow_nan=False),
+        ),
+        max_size=60,
+    ),
+    st.floats(0.1, 5),
+)
+def test_summary_partitions_every_sample(
+    rows: list[tuple[float, int, float]], duration: float
+) -> None:
+    """Whatever happened, each scheduled request is counted once in the totals and once in
+    the timeline, and admitted requests once more by response time."""
+    samples = [_sample(due, status, latency) for due, status, latency in rows]
+    s = summarize(samples, duration)
+    assert s.scheduled == len(samples) == s.sent + s.dropped
+    assert s.sent == s.admitted + s.rejected + s.errors
+    t = s.timeline
+    assert (sum(t.admitted), sum(t.rejected), sum(t.errors), sum(t.dropped)) == (
+        s.admitted,
+        s.rejected,
+        s.errors,
+        s.dropped,
+    )
+    assert sum(t.served) == s.admitted
+    assert len({len(t.admitted), len(t.rejected), len(t.served)}) == 1
+    assert 0 <= s.peak_admitted <= s.admitted
