@@ -3,7 +3,7 @@
 * the Lua script, assembled from ``lua/decide.lua`` and one ``lua/<algorithm>.lua`` per
   algorithm (shipped inside the package, read with :mod:`importlib.resources`);
 * the Redis key of a (client key, limit): ``prefix + "{" + tag + "}" + limit hash``, where the
-  16-character tag is a keyed-free BLAKE2b hash of the client key in URL-safe base64 — so all
+  16-character tag is a BLAKE2b hash (96 bits) of the client key in URL-safe base64 — so all
   the keys of one decision share a Cluster hash slot, and no client key (``{``, ``}``, binary
   bytes, any length) can pick the slot or break the key;
 * the script arguments of each limit (computed once per :class:`~ratelimit.Limit`), and the
