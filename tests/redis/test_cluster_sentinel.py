@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
-from ratelimit import Limit, Limiter, RedisBackend, backend_from_url
+from ratelimit import BackendError, Limit, Limiter, RedisBackend, backend_from_url
 from ratelimit.algorithms import ALGORITHMS
-from tests.support.redis_server import RedisCluster, RedisSentinel
+from tests.support.redis_server import RedisCluster, RedisSentinel, redis_sentinel
 
 pytestmark = pytest.mark.redis
 
@@ -121,3 +122,31 @@ async def test_sentinel_asyncio_decisions_are_exact(redis_sentinel_setup: RedisS
     decisions = await asyncio.gather(*(backend.adecide("k", [limit], 1) for _ in range(100)))
     assert sum(d[0].allowed for d in decisions) == 13
     await backend.aclose()
+
+
+@pytest.mark.slow
+def test_sentinel_failover_keeps_the_counts() -> None:
+    """When the master dies, the backend follows the Sentinel to the promoted replica."""
+    import redis
+
+    with redis_sentinel(replicas=1) as setup:
+        backend = RedisBackend.from_url(setup.url, prefix="fo:", timeout=1, breaker_threshold=10**6)
+        limit = Limit("10/hour", algorithm="token_bucket")
+        assert [backend.decide("k", [limit], 1)[0].remaining for _ in range(3)] == [9, 8, 7]
+        with redis.Redis(port=setup.master.port) as master:
+            assert master.wait(1, 5000) == 1  # the replica has the writes
+        setup.master.stop()
+        failures = 0
+        deadline = time.monotonic() + 30
+        while True:  # real time: a failover takes the Sentinel about a second
+            try:
+                decision = backend.decide("k", [limit], 1)[0]
+                break
+            except BackendError:
+                failures += 1
+                assert time.monotonic() < deadline, "no failover in 30 s"
+                time.sleep(0.05)
+        assert setup.master_port() == setup.replicas[0].port
+        assert failures > 0
+        assert decision.allowed and decision.remaining == 6  # the counts survived
+        backend.close()

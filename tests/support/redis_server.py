@@ -226,23 +226,37 @@ def _cluster_ok(node: RedisServer, masters: int) -> bool:
 
 @dataclass
 class RedisSentinel:
-    """A master watched by one Sentinel (quorum 1), under the service name ``mymaster``."""
+    """A master watched by one Sentinel (quorum 1) as ``mymaster``, and its replicas."""
 
     master: RedisServer
     sentinel: RedisServer
     service: str = "mymaster"
+    replicas: list[RedisServer] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         """``redis+sentinel://127.0.0.1:<sentinel port>/mymaster``."""
         return f"redis+sentinel://127.0.0.1:{self.sentinel.port}/{self.service}"
 
+    def master_port(self) -> int:
+        """The port of the master the Sentinel reports now (changes after a failover)."""
+        reply = self.sentinel.command("SENTINEL", "get-master-addr-by-name", self.service)
+        assert isinstance(reply, list)
+        return int(reply[1])
+
 
 @contextlib.contextmanager
-def redis_sentinel(service: str = "mymaster") -> Iterator[RedisSentinel]:
-    """Start a master and a Sentinel that monitors it; stop both on exit."""
+def redis_sentinel(service: str = "mymaster", replicas: int = 0) -> Iterator[RedisSentinel]:
+    """Start a master, ``replicas`` replicas of it and a Sentinel; stop them all on exit.
+
+    With replicas, the Sentinel fails over one second after the master stops answering.
+    """
     with tempfile.TemporaryDirectory(prefix="ratelimit-sentinel-") as tmp:
         master = RedisServer(free_port(), Path(tmp))
+        copies = [
+            RedisServer(free_port(), Path(tmp), ("--replicaof", "127.0.0.1", str(master.port)))
+            for _ in range(replicas)
+        ]
         sentinel_port = free_port()
         conf = Path(tmp) / "sentinel.conf"
         conf.write_text(
@@ -250,24 +264,43 @@ def redis_sentinel(service: str = "mymaster") -> Iterator[RedisSentinel]:
             f"bind 127.0.0.1\n"
             f"dir {tmp}\n"
             f"sentinel monitor {service} 127.0.0.1 {master.port} 1\n"
-            f"sentinel down-after-milliseconds {service} 2000\n"
+            f"sentinel down-after-milliseconds {service} {1000 if replicas else 2000}\n"
+            f"sentinel failover-timeout {service} 10000\n"
         )
         sentinel = _SentinelProcess(sentinel_port, Path(tmp), (), conf=conf)
         try:
             master.start()
+            for copy in copies:
+                copy.start()
             sentinel.start()
-            deadline = time.monotonic() + 10
-            while True:
-                reply = sentinel.command("SENTINEL", "get-master-addr-by-name", service)
-                if isinstance(reply, list) and len(reply) == 2 and int(reply[1]) == master.port:
-                    break
+            setup = RedisSentinel(master, sentinel, service, copies)
+            deadline = time.monotonic() + 20
+            while not _sentinel_ready(setup):
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"the Sentinel did not learn its master in 10s: {reply!r}")
+                    raise RuntimeError("the Sentinel did not learn its master and replicas in 20s")
                 time.sleep(0.05)
-            yield RedisSentinel(master, sentinel, service)
+            yield setup
         finally:
             sentinel.stop()
+            for copy in copies:
+                copy.stop()
             master.stop()
+
+
+def _sentinel_ready(setup: RedisSentinel) -> bool:
+    reply = setup.sentinel.command("SENTINEL", "get-master-addr-by-name", setup.service)
+    if not (isinstance(reply, list) and len(reply) == 2 and int(reply[1]) == setup.master.port):
+        return False
+    if not setup.replicas:
+        return True
+    known = setup.sentinel.command("SENTINEL", "REPLICAS", setup.service)
+    if not isinstance(known, list) or len(known) != len(setup.replicas):
+        return False
+    for copy in setup.replicas:
+        info = copy.command("INFO", "replication")
+        if not isinstance(info, dict) or info.get("master_link_status") != "up":
+            return False
+    return True
 
 
 @dataclass
