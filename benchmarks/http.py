@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m benchmarks.http            # 7 rounds of 3 s per variant and stack (~4 min)
+    python -m benchmarks.http            # 7 rounds of 3 s per variant and stack (~5 min)
     python -m benchmarks.http --quick    # 3 rounds of 1 s (~1 min)
 
 (``python benchmarks/http.py`` works too.)
@@ -14,14 +14,15 @@ hello-world Django app under gunicorn (1 gthread worker, 4 threads): bare, with
 ``wrk`` drives each server with keep-alive connections; requests per second are printed as
 ratios to the bare app of the same stack. The "admit" variants use limits far above the load
 (every request is admitted: this measures the overhead); the "reject" variants use 10/minute
-(nearly every request is rejected with 429). Server and load generator are pinned to
-different CPUs when ``taskset`` exists. All servers of a stack run at once; each round
-measures every variant back to back and divides by the same round's bare run, so that the
-load of other processes (which drifts over seconds) cancels in the ratios; medians over the
-rounds are reported. Because throughput on a shared machine swings with other processes' load,
-the server's own CPU time per request is measured too (from ``/proc``): for a saturated
-single-worker server, requests/s = 1 / CPU per request, so the CPU ratio is the throughput
-ratio the variant would have on an otherwise idle machine.
+(nearly every request is rejected with 429).
+
+The machine this runs on may be shared and noisy, so: servers are pinned to CPU 0 and the
+load generators to CPU 1 (when ``taskset`` exists); by default each variant is loaded at the
+same time as the bare app (side by side, sharing CPU 0), so that whatever else runs slows both
+alike (``--sequential`` loads one server at a time instead, in rotating order); medians over
+the rounds are reported; and besides requests/s, the server's own CPU time per request is
+read from ``/proc``. For a saturated single-worker server, requests/s = 1 / CPU per request,
+so the CPU ratio is the throughput ratio the variant would have on an otherwise idle machine.
 
 The same module provides the apps (``asgi_app`` and ``django_app`` factories), selected by the
 ``BENCH_VARIANT`` environment variable, so that the servers import them by name.
@@ -43,6 +44,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -228,15 +230,43 @@ def _server(stack: str, variant: str) -> Iterator[tuple[str, int]]:
 Run = tuple[float, float, float, float, float]
 
 
-def _run_stack(stack: str, rounds: int, seconds: float, connections: int) -> dict[str, list[Run]]:
+def _measure(
+    servers: dict[str, tuple[str, int]], names: list[str], seconds: float, connections: int
+) -> dict[str, tuple[float, float, float]]:
+    """Load the servers ``names`` at the same time (one wrk each): per server, (requests/s,
+    share rejected, server CPU µs per request)."""
+    before = {name: _cpu_seconds(servers[name][1]) for name in names}
+    runs: dict[str, tuple[float, int, int]] = {}
+
+    def load(name: str) -> None:
+        runs[name] = _wrk(servers[name][0], seconds, connections)
+
+    threads = [threading.Thread(target=load, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out = {}
+    for name in names:
+        rps, total, bad = runs[name]
+        cpu_us = (_cpu_seconds(servers[name][1]) - before[name]) / max(total, 1) * 1e6
+        out[name] = (rps, bad / total if total else 0.0, cpu_us)
+    return out
+
+
+def _run_stack(
+    stack: str, rounds: int, seconds: float, connections: int, side_by_side: bool
+) -> dict[str, list[Run]]:
     """Every variant of a stack, per round: (requests/s, share rejected, ratio to bare,
     server CPU µs per request, CPU ratio = bare's CPU per request / the variant's).
 
-    All servers of the stack run at once (idle ones cost nothing); each round measures every
-    variant back to back, in a rotating order, and divides by the same round's bare run, so
-    that the load of other processes, which drifts over seconds, cancels in the ratios. The
-    CPU figure (the server's own CPU time per request) is what throughput would be on an idle
-    machine, since a saturated single-worker server serves 1 / (CPU per request) requests/s.
+    All servers of the stack run at once (idle ones cost nothing). Side by side (default),
+    each variant is loaded at the same time as the bare app, both servers sharing one CPU, so
+    whatever else runs on the machine slows both alike and cancels in the ratio. Otherwise
+    (``--sequential``) each round measures every variant back to back, in a rotating order,
+    against the same round's bare run. The CPU figure (the server's own CPU time per request)
+    is what throughput would be on an idle machine: a saturated single-worker server serves
+    1 / (CPU per request) requests/s.
     """
     variants = VARIANTS[stack]
     results: dict[str, list[Run]] = {v: [] for v in variants}
@@ -245,17 +275,18 @@ def _run_stack(stack: str, rounds: int, seconds: float, connections: int) -> dic
         for url, _ in servers.values():
             _wrk(url, 1, connections)  # warm-up
         for r in range(rounds):
-            order = variants[r % len(variants) :] + variants[: r % len(variants)]
-            measured: dict[str, tuple[float, float, float]] = {}
-            for variant in order:
-                url, pid = servers[variant]
-                cpu_before = _cpu_seconds(pid)
-                rps, total, bad = _wrk(url, seconds, connections)
-                cpu_us = (_cpu_seconds(pid) - cpu_before) / max(total, 1) * 1e6
-                measured[variant] = (rps, bad / total if total else 0.0, cpu_us)
-            bare_rps, _, bare_cpu = measured["bare"]
-            for variant in variants:
-                rps, rejected, cpu_us = measured[variant]
+            rows: list[tuple[str, tuple[float, float, float], tuple[float, float, float]]] = []
+            if side_by_side:
+                for variant in variants[1:]:
+                    pair = _measure(servers, ["bare", variant], seconds, connections)
+                    rows.append((variant, pair[variant], pair["bare"]))
+                bare = rows[0][2]
+                rows.insert(0, ("bare", bare, bare))
+            else:
+                order = variants[r % len(variants) :] + variants[: r % len(variants)]
+                measured = {v: _measure(servers, [v], seconds, connections)[v] for v in order}
+                rows = [(v, measured[v], measured["bare"]) for v in variants]
+            for variant, (rps, rejected, cpu_us), (bare_rps, _, bare_cpu) in rows:
                 run = (rps, rejected, rps / bare_rps, cpu_us, bare_cpu / cpu_us if cpu_us else 0.0)
                 results[variant].append(run)
                 print(
@@ -282,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=None, help="seconds per run (3)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--stack", choices=["asgi", "wsgi", "both"], default="both")
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="load one server at a time (default: each variant side by side with the bare app)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
@@ -289,10 +325,15 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (3 if args.quick else 7)
     seconds = args.duration or (1.0 if args.quick else 3.0)
     stacks = ["asgi", "wsgi"] if args.stack == "both" else [args.stack]
-    results = {stack: _run_stack(stack, rounds, seconds, args.connections) for stack in stacks}
+    results = {
+        stack: _run_stack(stack, rounds, seconds, args.connections, not args.sequential)
+        for stack in stacks
+    }
+    mode = "sequential runs" if args.sequential else "each variant side by side with bare"
     print(
-        f"\n{rounds} rounds x {seconds:g} s per variant, wrk -t1 -c{args.connections}; medians "
-        "over rounds. req/s ratio = variant / bare of the same round; CPU ratio = bare's server "
+        f"\n{rounds} rounds x {seconds:g} s per variant ({mode}), wrk -t1 "
+        f"-c{args.connections}; medians over rounds. req/s ratio = variant / bare of the same "
+        "round; CPU ratio = bare's server "
         "CPU per request / the variant's (the throughput ratio on an otherwise idle machine)\n"
     )
     print(
