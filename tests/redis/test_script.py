@@ -322,3 +322,13 @@ def test_large_rates_and_costs_stay_exact(
         want = memory.decide("k", [limit], cost)
         got = redis_backend.decide("k", [limit], cost)
         assert _fields(got) == _fields(want), f"step {i} at {ms} ms, cost {cost}"
+
+
+def test_max_delay_reaches_the_script() -> None:
+    """A leaky bucket's max_delay is passed to the script as the largest level to queue on."""
+    from ratelimit.backends.redis_script import LimitSpec
+
+    shaped = LimitSpec(Limit("2/second", algorithm="leaky_bucket", max_delay=0.5))
+    free = LimitSpec(Limit("2/second", algorithm="leaky_bucket"))
+    assert shaped.args[5] == b"1000"  # 500 ms × 2 per 1000 ms, in level units scaled by P
+    assert free.args[5] == b"-1"
