@@ -214,6 +214,13 @@ class RedisBackend:
             now = b"%d" % ms
         return specs, keys, script_args(specs, now, cost, consume, self._pad)
 
+    def _failed(self, exc: BaseException) -> BackendError:
+        """The BackendError to raise for a client error, counting outages for the breaker."""
+        error, outage = _translate(exc)
+        if outage:
+            self.breaker.failure()
+        return error
+
     # -- sync ------------------------------------------------------------------------------
 
     def _sync_client(self) -> Any:
@@ -228,10 +235,7 @@ class RedisBackend:
                     except ConfigError:
                         raise
                     except Exception as exc:
-                        error, outage = _translate(exc)
-                        if outage:
-                            self.breaker.failure()
-                        raise error from exc
+                        raise self._failed(exc) from exc
                 client = self._client
         return client
 
@@ -244,10 +248,7 @@ class RedisBackend:
             except NoScriptError:  # SCRIPT FLUSH, a restart or a new node: EVAL caches it
                 reply = client.execute_command("EVAL", SCRIPT, len(keys), *keys, *args)
         except Exception as exc:
-            error, outage = _translate(exc)
-            if outage:
-                self.breaker.failure()
-            raise error from exc
+            raise self._failed(exc) from exc
         self.breaker.success()
         return reply
 
@@ -267,10 +268,7 @@ class RedisBackend:
         except BackendError:
             raise
         except Exception as exc:
-            error, outage = _translate(exc)
-            if outage:
-                self.breaker.failure()
-            raise error from exc
+            raise self._failed(exc) from exc
 
     def close(self) -> None:
         """Close the sync client if this backend created it."""
@@ -320,10 +318,7 @@ class RedisBackend:
         try:
             await self._side().client.delete(*keys)
         except Exception as exc:
-            error, outage = _translate(exc)
-            if outage:
-                self.breaker.failure()
-            raise error from exc
+            raise self._failed(exc) from exc
 
     async def aclose(self) -> None:
         """Close the asyncio client this backend created for the running event loop."""
