@@ -34,11 +34,10 @@ def _check_cost(cost: int) -> None:
         raise ConfigError(f"cost must be a whole number of at least 1, got {cost!r}")
 
 
-def _peeked(decision: Decision) -> Decision:
-    """A dry-run decision for cost 1 reported as the state before it: add the 1 back."""
-    if decision.allowed:
-        return decision._replace(remaining=decision.remaining + 1, delay=0.0)
-    return decision
+def _peeked(now: Decision, one: Decision) -> Decision:
+    """A peek: whether a request of cost 1 would be admitted (``one``, a dry run) together
+    with the state as it is (``now``, a dry run of cost 0: remaining and reset_after)."""
+    return one._replace(remaining=now.remaining, reset_after=now.reset_after, delay=0.0)
 
 
 class Limiter:
@@ -79,15 +78,20 @@ class Limiter:
         """The state of ``key`` without counting anything.
 
         ``allowed`` and ``retry_after`` tell whether a request of cost 1 would be admitted
-        now; ``remaining`` is how many would be.
+        now; ``remaining`` is how many would be, ``reset_after`` when the key is fresh again
+        (0 for a fresh key). Two dry runs on the backend: nothing is written.
         """
-        decisions = self.backend.decide(key, _as_limits(limits), 1, False)
-        return combine([_peeked(d) for d in decisions])
+        checked = _as_limits(limits)
+        now = self.backend.decide(key, checked, 0, False)
+        one = self.backend.decide(key, checked, 1, False)
+        return combine([_peeked(a, b) for a, b in zip(now, one, strict=True)])
 
     async def apeek(self, key: str, *limits: Limit | str) -> Decision:
         """:meth:`peek` for asyncio code."""
-        decisions = await self.backend.adecide(key, _as_limits(limits), 1, False)
-        return combine([_peeked(d) for d in decisions])
+        checked = _as_limits(limits)
+        now = await self.backend.adecide(key, checked, 0, False)
+        one = await self.backend.adecide(key, checked, 1, False)
+        return combine([_peeked(a, b) for a, b in zip(now, one, strict=True)])
 
     def reset(self, key: str, *limits: Limit | str) -> None:
         """Forget ``key``'s counters under ``limits``: it starts fresh."""

@@ -43,7 +43,10 @@ class FixedWindow(AlgorithmBase):
         reset = (self.period - elapsed) / 1000
         total = count + cost
         if total <= limit:
-            decision = new_decision((True, limit, limit - total, reset, 0.0, 0.0, self.policy))
+            # (total is 0 only for a cost-0 probe of a fresh key: Limiter.peek)
+            decision = new_decision(
+                (True, limit, limit - total, reset if total else 0.0, 0.0, 0.0, self.policy)
+            )
             return packed_window + total, decision
         retry = INF if cost > limit else reset
         return None, new_decision(

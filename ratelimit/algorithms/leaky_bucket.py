@@ -51,7 +51,8 @@ class LeakyBucket(AlgorithmBase):
             level = max(0, (state & _MASK) - (now - last) * rate)
         need = cost * period
         max_wait = self._max_wait
-        if level + need <= full and (max_wait is None or level <= max_wait):
+        # (a cost-0 probe, Limiter.peek, queues nothing: max_delay does not apply to it)
+        if level + need <= full and (max_wait is None or level <= max_wait or not cost):
             delay = level / (rate * 1000) if self._shape else 0.0
             level += need
             reset = -(-level // rate) / 1000

@@ -32,8 +32,9 @@ class SlidingLog(AlgorithmBase):
         used = len(log)
         if used + cost <= limit:
             log = log + (now,) * cost
+            reset = (log[-1] + period - now) / 1000 if log else 0.0  # empty: a cost-0 probe
             decision = new_decision(
-                (True, limit, limit - used - cost, period / 1000, 0.0, 0.0, self.policy)
+                (True, limit, limit - used - cost, reset, 0.0, 0.0, self.policy)
             )
             return log, decision
         reset = (log[-1] + period - now) / 1000 if log else 0.0

@@ -52,18 +52,20 @@ class SlidingWindow(AlgorithmBase):
         prev, curr = self._counts(state, window)
         weight = period - elapsed  # how much of the previous window still overlaps, in ms
         free = limit * period - prev * weight - curr * period  # spare capacity, scaled by P
-        if cost * period <= free:
+        admitted = cost * period <= free
+        if admitted:
             curr += cost
             free -= cost * period
-            reset = (start + 2 * period - now) / 1000
-            decision = new_decision((True, limit, free // period, reset, 0.0, 0.0, self.policy))
-            return (window * self._base + prev) * self._base + curr, decision
+        # Fresh again once the current count has left the next window's weighting too.
         if curr:
             reset = (start + 2 * period - now) / 1000
         elif prev:
             reset = (start + period - now) / 1000
         else:
             reset = 0.0
+        if admitted:
+            decision = new_decision((True, limit, free // period, reset, 0.0, 0.0, self.policy))
+            return (window * self._base + prev) * self._base + curr, decision
         if cost > limit:
             retry = INF
         elif curr + cost <= limit:

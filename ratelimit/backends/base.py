@@ -19,6 +19,8 @@ class Backend(Protocol):
     current time, in one atomic step: when every limit admits ``cost`` and ``consume`` is
     true, every limit's new state is stored; otherwise nothing is. It returns one
     :class:`Decision` per limit, in order. Failures raise :class:`~ratelimit.BackendError`.
+    ``cost`` is at least 1, or 0 in a dry run (``consume=False``): a probe of the state as it
+    is, always admitted, reporting the current ``remaining`` and ``reset_after``.
     """
 
     def decide(

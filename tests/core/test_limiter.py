@@ -52,6 +52,23 @@ def test_peek_counts_nothing(limiter: Limiter) -> None:
     assert not peeked.allowed and peeked.remaining == 0 and peeked.retry_after > 0
 
 
+@pytest.mark.parametrize(
+    "limit",
+    [Limit("3/minute", algorithm=a) for a in ("fixed_window", "sliding_window", "sliding_log")]
+    + [Limit("3/minute", algorithm=a, burst=5) for a in ("token_bucket", "leaky_bucket")],
+    ids=str,
+)
+def test_peek_reports_the_state_as_it_is(limiter: Limiter, clock: FakeClock, limit: Limit) -> None:
+    """A fresh key peeks as full with reset_after 0; after a hit, reset_after is the hit's."""
+    fresh = limiter.peek("k", limit)
+    assert fresh.allowed and fresh.remaining == limit.capacity and fresh.reset_after == 0
+    hit = limiter.hit("k", limit)
+    clock.advance(0.25)
+    peeked = limiter.peek("k", limit)
+    assert peeked.remaining == limit.capacity - 1
+    assert peeked.reset_after == pytest.approx(hit.reset_after - 0.25)
+
+
 def test_reset_forgets_a_key(limiter: Limiter, memory: MemoryBackend) -> None:
     """reset makes a key fresh again and releases its counter."""
     limit = Limit("1/hour", algorithm="sliding_log")

@@ -136,3 +136,21 @@ def test_decision_limit_is_the_capacity(limit: Limit, t: int) -> None:
     assert decision.limit == limit.capacity
     assert decision.allowed
     assert decision.remaining == limit.capacity - 1
+
+
+@given(st.data())
+def test_a_cost_zero_probe_reports_the_state_as_it_is(data: st.DataObject) -> None:
+    """A cost-0 dry run (Limiter.peek) is admitted and reports the remaining capacity and the
+    time until the stored state is fresh (0 for a fresh key)."""
+    limit = data.draw(limits())
+    state: Any = None
+    for t, cost in data.draw(timelines(limit.rate.period_ms)):
+        probe = limit.impl.step(state, t, 0)[1]
+        assert probe.allowed and probe.retry_after == 0
+        if state is None or limit.impl.expires_at(state) <= t:
+            assert probe.reset_after == 0 and probe.remaining == limit.capacity
+        else:
+            assert t + round(probe.reset_after * 1000) == limit.impl.expires_at(state)
+        new_state = limit.impl.step(state, t, cost)[0]
+        if new_state is not None:
+            state = new_state

@@ -66,6 +66,8 @@ def scenarios(draw: st.DrawFn) -> tuple[list[Limit], list[tuple[int, str, int, b
         )
     ):
         now = max(0, now + gap)
+        if cost == 4 and not consume:
+            cost = 0  # a cost-0 probe, as Limiter.peek sends: dry runs only
         steps.append((now, key, cost, consume))
     return limits, steps
 

@@ -9,7 +9,7 @@
 -- KEYS[i]   the state of limit i: one string per key (all in one slot), packed with struct,
 --           or a decimal number for the windows (which Redis then stores as an integer)
 -- ARGV[1]   now in ms, or "" to use the Redis server clock (TIME)
--- ARGV[2]   cost (integer >= 1)
+-- ARGV[2]   cost (integer >= 1; 0 in a dry run: a probe of the state, Limiter.peek)
 -- ARGV[3]   "1" to store the new states when every limit admits, "0" for a dry run
 -- ARGV[4]   extra ms added to every TTL (0 unless the caller's clock runs slower than real time)
 -- ARGV[5..] six values per limit: algorithm code, limit, period ms, capacity, state format,

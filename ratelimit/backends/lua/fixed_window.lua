@@ -13,6 +13,9 @@ ALGORITHMS[1] = function(state, now, cost, limit, period, capacity, fmt, extra)
   local reset = (window + 1) * period - now
   if cost <= limit and count + cost <= limit then
     count = count + cost
+    if count == 0 then -- a cost-0 probe of a fresh key (Limiter.peek)
+      reset = 0
+    end
     return string.format('%d%0' .. digits .. 'd', window, count), 1, limit - count, reset, 0, 0,
       (window + 1) * period
   end

@@ -15,7 +15,8 @@ local function leaky(shape, state, now, cost, limit, period, capacity, fmt, max_
     end
   end
   local need = cost * period
-  if cost <= capacity and level + need <= full and (max_wait < 0 or level <= max_wait) then
+  -- (a cost-0 probe, Limiter.peek, queues nothing: max_delay does not apply to it)
+  if cost <= capacity and level + need <= full and (max_wait < 0 or level <= max_wait or cost == 0) then
     local delay = 0
     if shape and level > 0 then
       delay = string.format('%.17g', level / (limit * 1000))

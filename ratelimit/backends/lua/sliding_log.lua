@@ -38,7 +38,14 @@ ALGORITHMS[3] = function(state, now, cost, limit, period, capacity, fmt, extra)
     else
       new = kept .. struct.pack(fmt, now, cost)
     end
-    return new, 1, limit - used - cost, period, 0, 0, now + period
+    local reset = period
+    if cost == 0 then -- a cost-0 probe (Limiter.peek): the newest live entry decides
+      reset = 0
+      if first <= n then
+        reset = times[n] + period - now
+      end
+    end
+    return new, 1, limit - used - cost, reset, 0, 0, now + period
   end
   local reset = 0
   if first <= n then

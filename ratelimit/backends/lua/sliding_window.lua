@@ -19,17 +19,20 @@ ALGORITHMS[2] = function(state, now, cost, limit, period, capacity, fmt, extra)
   end
   local weight = period - elapsed
   local free = limit * period - prev * weight - curr * period
-  if cost <= limit and cost * period <= free then
+  local admitted = cost <= limit and cost * period <= free
+  if admitted then
     curr = curr + cost
     free = free - cost * period
-    local packed = string.format('%d%0' .. digits .. 'd%0' .. digits .. 'd', window, prev, curr)
-    return packed, 1, fdiv(free, period), start + 2 * period - now, 0, 0, start + 2 * period
   end
-  local reset = 0
+  local reset = 0 -- fresh again once the current count has left the next window's weighting
   if curr > 0 then
     reset = start + 2 * period - now
   elseif prev > 0 then
     reset = start + period - now
+  end
+  if admitted then
+    local packed = string.format('%d%0' .. digits .. 'd%0' .. digits .. 'd', window, prev, curr)
+    return packed, 1, fdiv(free, period), reset, 0, 0, start + 2 * period
   end
   local retry
   if cost > limit then
