@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import lru_cache
-
 from ratelimit.backends import backend_from_url
 from ratelimit.backends.base import Backend
 from ratelimit.decision import Decision, combine
-from ratelimit.errors import ConfigError
-from ratelimit.limits import Limit
-from ratelimit.rate import Rate
+from ratelimit.limits import Limit, as_limits, check_cost
 
 __all__ = ["Limiter"]
-
-
-@lru_cache(maxsize=256)
-def _limit_from_text(text: str) -> Limit:
-    return Limit(Rate.parse(text))
-
-
-def _as_limits(limits: tuple[Limit | str, ...]) -> Sequence[Limit]:
-    if not limits:
-        raise ConfigError("no limit given: pass at least one Limit or rate text")
-    for item in limits:
-        if type(item) is not Limit:
-            return [item if isinstance(item, Limit) else _limit_from_text(item) for item in limits]
-    return limits  # type: ignore[return-value]  # every item is a Limit (checked above)
-
-
-def _check_cost(cost: int) -> None:
-    if type(cost) is not int or cost < 1:
-        raise ConfigError(f"cost must be a whole number of at least 1, got {cost!r}")
 
 
 def _peeked(now: Decision, one: Decision) -> Decision:
@@ -59,20 +35,25 @@ class Limiter:
     def __init__(self, backend: Backend | str = "memory://") -> None:
         self.backend: Backend = backend_from_url(backend) if isinstance(backend, str) else backend
         self._decide = self.backend.decide
+        # A backend may offer its own ``hit`` with these semantics in fewer Python calls
+        # (MemoryBackend.limiter_hit): then it serves this instance's hit directly.
+        direct = getattr(self.backend, "limiter_hit", None)
+        if direct is not None:
+            self.hit = direct  # type: ignore[method-assign]
 
     def hit(self, key: str, *limits: Limit | str, cost: int = 1) -> Decision:
         """Count a request of ``cost`` for ``key`` against ``limits``; return the decision."""
         if cost != 1 or type(cost) is not int:
-            _check_cost(cost)
+            check_cost(cost)
         if len(limits) == 1 and type(limits[0]) is Limit:  # the common case, kept short
             return self._decide(key, limits, cost)[0]  # type: ignore[arg-type]
-        return combine(self._decide(key, _as_limits(limits), cost, True))
+        return combine(self._decide(key, as_limits(limits), cost, True))
 
     async def ahit(self, key: str, *limits: Limit | str, cost: int = 1) -> Decision:
         """:meth:`hit` for asyncio code."""
         if cost != 1 or type(cost) is not int:
-            _check_cost(cost)
-        return combine(await self.backend.adecide(key, _as_limits(limits), cost, True))
+            check_cost(cost)
+        return combine(await self.backend.adecide(key, as_limits(limits), cost, True))
 
     def peek(self, key: str, *limits: Limit | str) -> Decision:
         """The state of ``key`` without counting anything.
@@ -81,22 +62,22 @@ class Limiter:
         now; ``remaining`` is how many would be, ``reset_after`` when the key is fresh again
         (0 for a fresh key). Two dry runs on the backend: nothing is written.
         """
-        checked = _as_limits(limits)
+        checked = as_limits(limits)
         now = self.backend.decide(key, checked, 0, False)
         one = self.backend.decide(key, checked, 1, False)
         return combine([_peeked(a, b) for a, b in zip(now, one, strict=True)])
 
     async def apeek(self, key: str, *limits: Limit | str) -> Decision:
         """:meth:`peek` for asyncio code."""
-        checked = _as_limits(limits)
+        checked = as_limits(limits)
         now = await self.backend.adecide(key, checked, 0, False)
         one = await self.backend.adecide(key, checked, 1, False)
         return combine([_peeked(a, b) for a, b in zip(now, one, strict=True)])
 
     def reset(self, key: str, *limits: Limit | str) -> None:
         """Forget ``key``'s counters under ``limits``: it starts fresh."""
-        self.backend.reset(key, _as_limits(limits))
+        self.backend.reset(key, as_limits(limits))
 
     async def areset(self, key: str, *limits: Limit | str) -> None:
         """:meth:`reset` for asyncio code."""
-        await self.backend.areset(key, _as_limits(limits))
+        await self.backend.areset(key, as_limits(limits))

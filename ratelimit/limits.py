@@ -7,8 +7,9 @@ burst) plus the client key, so two ``Limit`` objects with the same id share coun
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ratelimit.algorithms import ALGORITHMS
@@ -24,7 +25,7 @@ from ratelimit.rate import MAX_EXACT, Rate
 if TYPE_CHECKING:
     from ratelimit.algorithms import Algorithm
 
-__all__ = ["BUCKETS", "MODES", "Decision", "Limit", "combine"]
+__all__ = ["BUCKETS", "MODES", "Decision", "Limit", "as_limits", "check_cost", "combine"]
 
 #: Algorithms that take a ``burst`` (their capacity; default: the rate's limit).
 BUCKETS = ("token_bucket", "leaky_bucket")
@@ -135,3 +136,24 @@ class Limit:
         if self.mode is not None:
             text += f", {self.mode}"
         return text + ")"
+
+
+@lru_cache(maxsize=256)
+def _limit_from_text(text: str) -> Limit:
+    return Limit(Rate.parse(text))
+
+
+def as_limits(limits: tuple[Limit | str, ...]) -> Sequence[Limit]:
+    """The limits of a call (``Limit`` objects or rate text) as ``Limit`` objects."""
+    if not limits:
+        raise ConfigError("no limit given: pass at least one Limit or rate text")
+    for item in limits:
+        if type(item) is not Limit:
+            return [item if isinstance(item, Limit) else _limit_from_text(item) for item in limits]
+    return limits  # type: ignore[return-value]  # every item is a Limit (checked above)
+
+
+def check_cost(cost: int) -> None:
+    """Refuse a cost that is not a whole number of at least 1."""
+    if type(cost) is not int or cost < 1:
+        raise ConfigError(f"cost must be a whole number of at least 1, got {cost!r}")
