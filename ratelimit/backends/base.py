@@ -21,6 +21,11 @@ class Backend(Protocol):
     :class:`Decision` per limit, in order. Failures raise :class:`~ratelimit.BackendError`.
     ``cost`` is at least 1, or 0 in a dry run (``consume=False``): a probe of the state as it
     is, always admitted, reporting the current ``remaining`` and ``reset_after``.
+
+    Optional: ``decide_each(items, consume)`` / ``adecide_each`` decide several
+    ``(key, limit, cost)`` items in one atomic step (the HTTP engine uses them when the rules
+    of a request key clients differently), and ``atomic_across_keys`` (default true) says
+    whether the keys of different clients can meet in that one step.
     """
 
     def decide(

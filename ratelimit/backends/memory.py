@@ -120,22 +120,44 @@ class MemoryBackend:
         """Decide for ``key`` under every limit at once (see :class:`Backend`)."""
         if consume and len(limits) == 1:
             return [self.limiter_hit(key, limits[0], cost=cost)]
+        return self.decide_each([(key, limit, cost) for limit in limits], consume)
+
+    def decide_each(
+        self, items: Sequence[tuple[str, Limit, int]], consume: bool = True
+    ) -> list[Decision]:
+        """Decide several ``(key, limit, cost)`` items in one atomic step: when every item is
+        admitted and ``consume`` is true, every item consumes; otherwise none does.
+
+        The HTTP engine uses it when the rules matching a request identify the client in
+        different ways (say by address and by API key) or cost different amounts.
+        """
         now = self.now_ms()
         with self._lock:
-            tables = [self._tables.get(limit.id) or self._table(limit) for limit in limits]
-            states = [table.data.pop(key, None) for table in tables]
+            tables = [self._tables.get(limit.id) or self._table(limit) for _, limit, _ in items]
+            states = [table.data.get(key) for table, (key, _, _) in zip(tables, items, strict=True)]
             steps = [
-                limit.step(state, now, cost) for limit, state in zip(limits, states, strict=True)
+                limit.step(state, now, cost)
+                for (_, limit, cost), state in zip(items, states, strict=True)
             ]
             admitted = consume and all(decision.allowed for _, decision in steps)
-            for table, state, (new_state, _) in zip(tables, states, steps, strict=True):
+            for table, (key, _, _), state, (new_state, _) in zip(
+                tables, items, states, steps, strict=True
+            ):
+                data = table.data
                 if admitted:
-                    table.data[key] = new_state
+                    data.pop(key, None)  # written last: most recently used
+                    data[key] = new_state
                     if state is None:
                         self._added(table, now)
                 elif state is not None:
-                    table.data[key] = state
+                    data[key] = data.pop(key)
             return [decision for _, decision in steps]
+
+    async def adecide_each(
+        self, items: Sequence[tuple[str, Limit, int]], consume: bool = True
+    ) -> list[Decision]:
+        """:meth:`decide_each` for asyncio code."""
+        return self.decide_each(items, consume)
 
     async def adecide(
         self, key: str, limits: Sequence[Limit], cost: int, consume: bool = True

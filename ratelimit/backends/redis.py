@@ -28,6 +28,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -122,6 +123,7 @@ class RedisBackend:
         breaker_cooldown: float = 1.0,
         breaker_clock: Callable[[], float] = time.monotonic,
         _factories: ClientFactories | None = None,
+        _cluster: bool | None = None,
     ) -> None:
         if not isinstance(prefix, str) or "{" in prefix or "}" in prefix:
             raise ConfigError(f"Redis key prefix must be text without '{{' or '}}', got {prefix!r}")
@@ -133,6 +135,11 @@ class RedisBackend:
             raise ConfigError("RedisBackend needs a client, an async_client, or a URL (from_url)")
         self.prefix = prefix
         self._prefix = prefix.encode()
+        if _cluster is None:
+            _cluster = any("Cluster" in type(c).__name__ for c in (client, async_client))
+        #: Whether :meth:`decide_each` may join the keys of different clients in one atomic
+        #: script run: everywhere but Redis Cluster, where they live in different slots.
+        self.atomic_across_keys = not _cluster
         self._clock = clock
         self._pad = str(ttl_pad_ms).encode()
         self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown, breaker_clock)
@@ -186,6 +193,7 @@ class RedisBackend:
             breaker_cooldown=breaker_cooldown,
             breaker_clock=breaker_clock,
             _factories=client_factories(url, float(timeout), options),
+            _cluster=urlsplit(url).scheme.lower() == "redis+cluster",
         )
 
     # -- what both paths share -------------------------------------------------------------
@@ -204,15 +212,31 @@ class RedisBackend:
         else:
             specs = [limit_spec(limit) for limit in limits]
             keys = [base + spec.suffix for spec in specs]
+        return specs, keys, script_args(specs, self._now_arg(), cost, consume, self._pad)
+
+    def _request_each(
+        self, items: Sequence[tuple[str, Limit, int]], consume: bool
+    ) -> tuple[list[LimitSpec], list[bytes], list[bytes]]:
+        specs = [limit_spec(limit) for _, limit, _ in items]
+        keys = [
+            self._prefix + key_tag(key) + spec.suffix
+            for (key, _, _), spec in zip(items, specs, strict=True)
+        ]
+        costs = {cost for _, _, cost in items}
+        cost: int | bytes = (
+            costs.pop() if len(costs) == 1 else b",".join(b"%d" % c for _, _, c in items)
+        )
+        return specs, keys, script_args(specs, self._now_arg(), cost, consume, self._pad)
+
+    def _now_arg(self) -> bytes:
+        """The clock argument of the script: empty for Redis ``TIME``, else ms as text."""
         clock = self._clock
         if clock is None:
-            now = b""
-        else:
-            ms = round(clock() * 1000)
-            if not 0 <= ms < 1 << 48:
-                raise BackendError(f"the clock gave {ms} ms: the Redis backend needs 0 ≤ t < 2**48")
-            now = b"%d" % ms
-        return specs, keys, script_args(specs, now, cost, consume, self._pad)
+            return b""
+        ms = round(clock() * 1000)
+        if not 0 <= ms < 1 << 48:
+            raise BackendError(f"the clock gave {ms} ms: the Redis backend needs 0 ≤ t < 2**48")
+        return b"%d" % ms
 
     def _failed(self, exc: BaseException) -> BackendError:
         """The BackendError to raise for a client error, counting outages for the breaker."""
@@ -257,6 +281,15 @@ class RedisBackend:
     ) -> list[Decision]:
         """Decide for ``key`` under every limit at once (see :class:`~ratelimit.Backend`)."""
         specs, keys, args = self._request(key, limits, cost, consume)
+        return decode(specs, self._call(keys, args))
+
+    def decide_each(
+        self, items: Sequence[tuple[str, Limit, int]], consume: bool = True
+    ) -> list[Decision]:
+        """Decide several ``(key, limit, cost)`` items in one atomic script run (all admit and
+        all consume, or none consumes). Not on Redis Cluster, where keys of different clients
+        live in different slots: see :attr:`atomic_across_keys`."""
+        specs, keys, args = self._request_each(items, consume)
         return decode(specs, self._call(keys, args))
 
     def reset(self, key: str, limits: Sequence[Limit]) -> None:
@@ -310,6 +343,16 @@ class RedisBackend:
         packed = pack_evalsha(specs, keys, args) if side.raw else None
         reply = await side.pipeline.call(keys, args, packed)
         return decode(specs, reply)
+
+    async def adecide_each(
+        self, items: Sequence[tuple[str, Limit, int]], consume: bool = True
+    ) -> list[Decision]:
+        """:meth:`decide_each` for asyncio code (auto-pipelined like :meth:`adecide`)."""
+        specs, keys, args = self._request_each(items, consume)
+        self.breaker.check()
+        side = self._side()
+        packed = pack_evalsha(specs, keys, args) if side.raw else None
+        return decode(specs, await side.pipeline.call(keys, args, packed))
 
     async def areset(self, key: str, limits: Sequence[Limit]) -> None:
         """:meth:`reset` for asyncio code."""

@@ -133,10 +133,16 @@ _COSTS = [b"%d" % i for i in range(64)]
 
 
 def script_args(
-    specs: Sequence[LimitSpec], now: bytes, cost: int, consume: bool, pad: bytes
+    specs: Sequence[LimitSpec], now: bytes, cost: int | bytes, consume: bool, pad: bytes
 ) -> list[bytes]:
-    """ARGV for the script: clock, cost, consume flag, TTL pad, then six values per limit."""
-    head = [now, _COSTS[cost] if cost < 64 else b"%d" % cost, _CONSUME[consume], pad]
+    """ARGV for the script: clock, cost, consume flag, TTL pad, then six values per limit.
+
+    ``cost`` is one cost for every limit, or (``decide_each``) the costs of the limits in
+    order, already written as ``b"1,5,1"``.
+    """
+    if not isinstance(cost, bytes):
+        cost = _COSTS[cost] if cost < 64 else b"%d" % cost
+    head = [now, cost, _CONSUME[consume], pad]
     if len(specs) == 1:
         return [*head, *specs[0].args]
     for spec in specs:

@@ -15,11 +15,13 @@ sync and async paths; the delay wait is left to the adapter (``time.sleep`` or
 make that call directly before the shared :meth:`Engine.outcome` (a few microseconds saved
 per request).
 
-Matching rules that identify clients the same way and share a cost are checked in one
-atomic call. Rules that need different keys (say ``ip`` and ``header:x-api-key``) or costs
-cannot share a call: the engine then first checks every group without consuming, and only if
-all admit does it consume each; a concurrent request can slip between those calls, so
-across such groups the check is not atomic (within a group it always is).
+Matching rules that identify clients the same way and share a cost are one group, checked in
+one ``decide`` call. Rules that need different keys (say ``ip`` and ``header:x-api-key``) or
+costs make several groups: they are still checked in one atomic call, ``decide_each``, on
+every backend that offers it (memory, Redis). Only where the keys of different clients cannot
+meet in one atomic step (Redis Cluster: they live in different slots) does the engine fall
+back to checking every group without consuming, then consuming each if all admit; a
+concurrent request can slip between those calls (within a group it never can).
 """
 
 from __future__ import annotations
@@ -112,6 +114,10 @@ class Engine:
             backend if backend is not None else backend_from_url(self.config.backend)
         )
         self.on_reject = on_reject
+        # Several groups in one atomic call, where the backend can (see the module docstring).
+        atomic = getattr(self.backend, "atomic_across_keys", True)
+        self._decide_each = getattr(self.backend, "decide_each", None) if atomic else None
+        self._adecide_each = getattr(self.backend, "adecide_each", None) if atomic else None
         #: The backend answers at once (memory): async adapters may call :meth:`run` directly
         #: instead of awaiting :meth:`arun`, which saves two coroutines per request.
         self.inline = type(self.backend) is MemoryBackend
@@ -210,6 +216,11 @@ class Engine:
             return self.failed(request)
         return self.outcome(plan, request, decisions)
 
+    @staticmethod
+    def items(plan: Plan, request: RequestInfo) -> list[tuple[str, Limit, int]]:
+        """Every limit of ``plan`` with the key and cost its group gives it (``decide_each``)."""
+        return [(g.key(request), limit, g.cost) for g in plan.groups for limit in g.limits]
+
     def failed(self, request: RequestInfo) -> Outcome:
         """The ``on_error`` outcome when the backend failed (logged with its traceback)."""
         log.warning("rate limit backend failed for %s", request.path, exc_info=True)
@@ -248,6 +259,12 @@ class Engine:
             except Exception:  # any backend failure goes to on_error
                 return self.failed(request)
             return self.outcome(plan, request, decisions)
+        if self._decide_each is not None:
+            try:
+                decisions = self._decide_each(self.items(plan, request), True)
+            except Exception:  # any backend failure goes to on_error
+                return self.failed(request)
+            return self.outcome(plan, request, decisions)
         flow = self.flow(plan, request)
         decide = self.backend.decide
         try:
@@ -270,6 +287,12 @@ class Engine:
             key = group.key(request)
             try:
                 decisions = await self.backend.adecide(key, group.limits, group.cost, True)
+            except Exception:  # any backend failure goes to on_error
+                return self.failed(request)
+            return self.outcome(plan, request, decisions)
+        if self._adecide_each is not None:
+            try:
+                decisions = await self._adecide_each(self.items(plan, request), True)
             except Exception:  # any backend failure goes to on_error
                 return self.failed(request)
             return self.outcome(plan, request, decisions)

@@ -138,3 +138,18 @@ def test_bad_max_keys_is_refused() -> None:
     for bad in (0, -5, 1.5, True):
         with pytest.raises(ConfigError, match="max_keys"):
             MemoryBackend(max_keys=bad)  # type: ignore[arg-type]
+
+
+def test_decide_each_is_atomic_across_keys_and_costs(memory: MemoryBackend) -> None:
+    """Items with different keys and costs: all consume, or (one rejects) none does."""
+    by_ip, by_key = Limit("5/minute", name="by-ip"), Limit("3/minute", name="by-key")
+    items = [("ip:203.0.113.7", by_ip, 1), ("key:k1", by_key, 2)]
+    first = memory.decide_each(items)
+    assert [d.remaining for d in first] == [4, 1]
+    second = memory.decide_each(items)  # by-key has 1 left, the cost is 2: rejected
+    assert [d.allowed for d in second] == [True, False]
+    limiter = Limiter(memory)
+    assert limiter.peek("ip:203.0.113.7", by_ip).remaining == 4  # nothing consumed
+    assert limiter.peek("key:k1", by_key).remaining == 1
+    dry = memory.decide_each([("ip:203.0.113.7", by_ip, 1)], consume=False)
+    assert dry[0].remaining == 3 and limiter.peek("ip:203.0.113.7", by_ip).remaining == 4

@@ -8,7 +8,7 @@ from ratelimit import MemoryBackend
 from ratelimit.asgi import RateLimitMiddleware
 from ratelimit.http.engine import Engine
 from ratelimit.http.keys import RequestInfo
-from tests.http.conftest import FailingBackend, RecordingBackend, asgi_client
+from tests.http.conftest import CLIENT, FailingBackend, RecordingBackend, asgi_client
 
 
 async def ok_app(scope: Any, receive: Any, send: Any) -> None:
@@ -110,3 +110,65 @@ def test_default_engine_builds_its_backend_from_the_url() -> None:
     """Without a backend object the engine builds one from config.backend."""
     engine = Engine({"backend": "memory://?max_keys=10"})
     assert isinstance(engine.backend, MemoryBackend) and engine.backend.max_keys == 10
+
+
+class RecordingEachBackend(RecordingBackend):
+    """A RecordingBackend that also offers (and records) the atomic ``decide_each``."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.each_calls: list[list[tuple[str, str, int]]] = []
+
+    def decide_each(self, items: Any, consume: bool = True) -> Any:
+        self.each_calls.append([(key, limit.id, cost) for key, limit, cost in items])
+        return self.inner.decide_each(items, consume)
+
+    async def adecide_each(self, items: Any, consume: bool = True) -> Any:
+        return self.decide_each(items, consume)
+
+
+async def test_rules_with_different_keys_and_costs_are_one_atomic_call(
+    memory: MemoryBackend,
+) -> None:
+    """Rules keyed by address and by API key, with different costs, are decided in ONE
+    backend call; when one rejects, the other consumes nothing."""
+    rules = [
+        {"name": "per-ip", "path": "/**", "limit": "10/minute"},
+        {"name": "per-key", "path": "/api/**", "limit": "3/minute", "key": "header:x-api-key",
+         "cost": 2},
+    ]  # fmt: skip
+    backend = RecordingEachBackend(memory)
+    app = RateLimitMiddleware(ok_app, config={"rules": rules}, backend=backend)  # type: ignore[arg-type]
+    async with asgi_client(app) as client:
+        headers = {"x-api-key": "k1"}
+        assert (await client.get("/api/x", headers=headers)).status_code == 200
+        assert (await client.get("/api/x", headers=headers)).status_code == 429
+    assert backend.calls == []  # no per-group calls: everything went through decide_each
+    assert len(backend.each_calls) == 2
+    assert {(limit_id, cost) for _, limit_id, cost in backend.each_calls[0]} == {
+        ("per-ip", 1),
+        ("per-key", 2),
+    }
+    config = app.engine.config
+    ip_key = config.counter_key("per-ip", CLIENT[0])
+    assert (ip_key, "per-ip", 1) in backend.each_calls[1]
+    # Only the first request consumed from per-ip: the rejected second one took nothing.
+    assert memory.decide(ip_key, config.rule("per-ip").limits, 0, False)[0].remaining == 9
+
+
+async def test_without_atomic_cross_key_calls_the_engine_checks_then_consumes(
+    memory: MemoryBackend,
+) -> None:
+    """A backend that cannot join different clients' keys (Redis Cluster) gets a dry run per
+    group, then one consuming call per group."""
+    rules = [
+        {"name": "per-ip", "path": "/**", "limit": "10/minute"},
+        {"name": "per-key", "path": "/api/**", "limit": "3/minute", "key": "header:x-api-key"},
+    ]
+    backend = RecordingEachBackend(memory)
+    backend.atomic_across_keys = False  # type: ignore[attr-defined]
+    app = RateLimitMiddleware(ok_app, config={"rules": rules}, backend=backend)  # type: ignore[arg-type]
+    async with asgi_client(app) as client:
+        assert (await client.get("/api/x", headers={"x-api-key": "k1"})).status_code == 200
+    assert backend.each_calls == []
+    assert [consume for *_, consume in backend.calls] == [False, False, True, True]

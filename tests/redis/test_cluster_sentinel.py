@@ -47,6 +47,19 @@ def test_cluster_decisions_are_exact(redis_cluster_setup: RedisCluster) -> None:
     backend.close()
 
 
+def test_cluster_does_not_join_different_clients_in_one_call(
+    redis_cluster_setup: RedisCluster, redis_url: str
+) -> None:
+    """A Cluster backend says its keys of different clients cannot meet in one atomic call
+    (they live in different slots); a single server says they can."""
+    cluster = RedisBackend.from_url(redis_cluster_setup.url, timeout=5)
+    single = RedisBackend.from_url(redis_url, timeout=5)
+    assert cluster.atomic_across_keys is False
+    assert single.atomic_across_keys is True
+    cluster.close()
+    single.close()
+
+
 def test_cluster_multi_limit_decisions_stay_in_one_slot(redis_cluster_setup: RedisCluster) -> None:
     """Several limits in one decision never raise CROSSSLOT, whatever the client key."""
     import redis

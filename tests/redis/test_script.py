@@ -334,3 +334,34 @@ def test_max_delay_reaches_the_script() -> None:
     free = LimitSpec(Limit("2/second", algorithm="leaky_bucket"))
     assert shaped.args[5] == b"1000"  # 500 ms × 2 per 1000 ms, in level units scaled by P
     assert free.args[5] == b"-1"
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_decide_each_matches_memory_across_keys_and_costs(
+    script_client: Any, data: st.DataObject
+) -> None:
+    """decide_each (several clients' keys, one cost each, one atomic script run) gives the
+    memory backend's decisions and, like it, consumes nothing unless every item admits."""
+    count = data.draw(st.integers(2, 3))
+    limits = [dataclasses.replace(data.draw(any_limit()), name=f"each{i}") for i in range(count)]
+    clock = FakeClock()
+    memory = MemoryBackend(clock=clock)
+    redis_backend = _backend(script_client, clock)
+    assert redis_backend.atomic_across_keys
+    now = data.draw(st.integers(0, 10**6))
+    for _ in range(data.draw(st.integers(1, 25))):
+        now += data.draw(st.integers(0, 2 * max(limit.rate.period_ms for limit in limits)))
+        clock.set_ms(now)
+        items = [
+            (data.draw(st.sampled_from(["a", "b", "c"])), limit, data.draw(st.integers(1, 3)))
+            for limit in limits
+        ]
+        consume = data.draw(st.booleans())
+        want = memory.decide_each(items, consume)
+        got = redis_backend.decide_each(items, consume)
+        assert _fields(got) == _fields(want), f"at {now} ms: {items}"

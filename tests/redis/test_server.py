@@ -352,3 +352,21 @@ def test_memory_per_tracked_key(redis_url: str, redis_client: Any) -> None:
         if limit.algorithm.endswith("window"):
             assert redis_client.object("encoding", key) == b"int"
     backend.close()
+
+
+async def test_adecide_each_is_atomic_across_clients_when_pipelined(redis_url: str) -> None:
+    """Concurrent adecide_each calls (auto-pipelined) over two clients' keys and two costs
+    admit exactly what the tighter item allows, and a rejection consumes nothing."""
+    backend = RedisBackend.from_url(
+        redis_url, prefix="each:", clock=lambda: 500.0, ttl_pad_ms=10**7
+    )
+    by_ip, by_key = Limit("10/hour", name="ip"), Limit("6/hour", name="key")
+    items = [("203.0.113.7", by_ip, 1), ("api-key-1", by_key, 2)]
+    try:
+        results = await asyncio.gather(*(backend.adecide_each(items) for _ in range(5)))
+        admitted = [all(d.allowed for d in decisions) for decisions in results]
+        assert sum(admitted) == 3  # the key's 6 units at a cost of 2
+        [ip_state] = await backend.adecide("203.0.113.7", [by_ip], 0, False)
+        assert ip_state.remaining == 10 - 3  # the two rejected calls took nothing
+    finally:
+        await backend.aclose()

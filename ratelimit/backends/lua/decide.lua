@@ -9,7 +9,8 @@
 -- KEYS[i]   the state of limit i: one string per key (all in one slot), packed with struct,
 --           or a decimal number for the windows (which Redis then stores as an integer)
 -- ARGV[1]   now in ms, or "" to use the Redis server clock (TIME)
--- ARGV[2]   cost (integer >= 1; 0 in a dry run: a probe of the state, Limiter.peek)
+-- ARGV[2]   cost (integer >= 1; 0 in a dry run: a probe of the state, Limiter.peek), or one
+--           cost per limit, comma-separated (decide_each: rules with different costs)
 -- ARGV[3]   "1" to store the new states when every limit admits, "0" for a dry run
 -- ARGV[4]   extra ms added to every TTL (0 unless the caller's clock runs slower than real time)
 -- ARGV[5..] six values per limit: algorithm code, limit, period ms, capacity, state format,
@@ -110,7 +111,18 @@ if ARGV[1] == '' then
 else
   now = tonumber(ARGV[1])
 end
-local cost = tonumber(ARGV[2])
+-- one cost for every limit, or the cost of each limit in order: "1,5,1" (decide_each)
+local costs = {}
+if string.find(ARGV[2], ',', 1, true) then
+  for c in string.gmatch(ARGV[2], '[^,]+') do
+    costs[#costs + 1] = tonumber(c)
+  end
+else
+  local c = tonumber(ARGV[2])
+  for i = 1, #KEYS do
+    costs[i] = c
+  end
+end
 local consume = ARGV[3] == '1'
 local pad = tonumber(ARGV[4])
 
@@ -122,7 +134,7 @@ for i = 1, #KEYS do
   local b = 4 + (i - 1) * 6
   local step = ALGORITHMS[tonumber(ARGV[b + 1])]
   local new, allowed, remaining, reset, retry, delay, expires = step(
-    redis.call('GET', KEYS[i]), now, cost, tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]),
+    redis.call('GET', KEYS[i]), now, costs[i], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]),
     tonumber(ARGV[b + 4]), ARGV[b + 5], tonumber(ARGV[b + 6]))
   if allowed == 0 then
     admitted = false
