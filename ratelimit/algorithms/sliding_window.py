@@ -33,23 +33,20 @@ class SlidingWindow(AlgorithmBase):
         super().__init__(policy)
         self._base = self.limit + 1
 
-    def _counts(self, state: int | None, window: int) -> tuple[int, int]:
-        """(previous, current) counts as seen from ``window``."""
-        if state is None:
-            return 0, 0
-        rest, curr = divmod(state, self._base)
-        saved_window, prev = divmod(rest, self._base)
-        if saved_window == window:
-            return prev, curr
-        if saved_window == window - 1:
-            return curr, 0
-        return 0, 0
-
     def step(self, state: int | None, now: int, cost: int) -> tuple[int | None, Decision]:
         limit, period = self.limit, self.period
         window, elapsed = divmod(now, period)
         start = window * period
-        prev, curr = self._counts(state, window)
+        # The (previous, current) counts as seen from this window (inline: this runs per request).
+        prev = curr = 0
+        if state is not None:
+            base = self._base
+            rest, saved_curr = divmod(state, base)
+            saved_window, saved_prev = divmod(rest, base)
+            if saved_window == window:
+                prev, curr = saved_prev, saved_curr
+            elif saved_window == window - 1:
+                prev = saved_curr
         weight = period - elapsed  # how much of the previous window still overlaps, in ms
         free = limit * period - prev * weight - curr * period  # spare capacity, scaled by P
         admitted = cost * period <= free
