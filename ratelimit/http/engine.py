@@ -27,7 +27,7 @@ concurrent request can slip between those calls (within a group it never can).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator
 from typing import Any, NamedTuple
 
 from ratelimit.backends import MemoryBackend, backend_from_url
@@ -51,8 +51,9 @@ __all__ = ["Call", "Engine", "Outcome", "Plan", "RejectHandler"]
 
 log = logging.getLogger("ratelimit")
 
-#: ``(key, limits, cost, consume)``: the arguments of one backend ``decide`` call.
-Call = tuple[str, Sequence[Limit], int, bool]
+#: One backend call: the method name (``decide`` or ``decide_each``; the async drivers call
+#: the ``a``-prefixed twin) and its arguments.
+Call = tuple[str, tuple[Any, ...]]
 #: An overridable 429 handler: ``(request, decision) -> Reply``. The rate-limit headers are
 #: added to its reply.
 RejectHandler = Callable[[RequestInfo, Decision], Reply]
@@ -114,10 +115,11 @@ class Engine:
             backend if backend is not None else backend_from_url(self.config.backend)
         )
         self.on_reject = on_reject
-        # Several groups in one atomic call, where the backend can (see the module docstring).
-        atomic = getattr(self.backend, "atomic_across_keys", True)
-        self._decide_each = getattr(self.backend, "decide_each", None) if atomic else None
-        self._adecide_each = getattr(self.backend, "adecide_each", None) if atomic else None
+        #: Several groups go in one atomic ``decide_each`` call where the backend can join
+        #: different clients' keys (see the module docstring).
+        self.atomic_each = hasattr(self.backend, "decide_each") and getattr(
+            self.backend, "atomic_across_keys", True
+        )
         #: The backend answers at once (memory): async adapters may call :meth:`run` directly
         #: instead of awaiting :meth:`arun`, which saves two coroutines per request.
         self.inline = type(self.backend) is MemoryBackend
@@ -195,23 +197,28 @@ class Engine:
     def flow(self, plan: Plan, request: RequestInfo) -> Generator[Call, list[Decision], Outcome]:
         """The decision logic: yields backend calls, receives their decisions.
 
-        A backend failure is thrown into the generator at the ``yield``; it answers with the
-        ``on_error`` mode. (:meth:`run` and :meth:`arun` take a shortcut for the usual
-        single-call plan that does exactly what this does for one group.)
+        One group: one ``decide``. Several groups: one atomic ``decide_each`` where the backend
+        offers it across keys, else every group checked without consuming, then consumed if
+        all admit. A backend failure is thrown into the generator at the ``yield``; it answers
+        with the ``on_error`` mode. (:meth:`run` and :meth:`arun` take a shortcut for the usual
+        one-group plan that does exactly what this does for it.)
         """
-        calls = [(g.key(request), g.limits, g.cost) for g in plan.groups]
         try:
-            if len(calls) == 1:
-                key, limits, cost = calls[0]
-                decisions = yield (key, limits, cost, True)
+            if len(plan.groups) == 1:
+                group = plan.groups[0]
+                args = (group.key(request), group.limits, group.cost, True)
+                decisions = yield ("decide", args)
+            elif self.atomic_each:
+                decisions = yield ("decide_each", (self.items(plan, request), True))
             else:
+                calls = [(g.key(request), g.limits, g.cost) for g in plan.groups]
                 decisions = []
                 for key, limits, cost in calls:  # dry run first: reject without consuming
-                    decisions.extend((yield (key, limits, cost, False)))
+                    decisions.extend((yield ("decide", (key, limits, cost, False))))
                 if all(decisions):
                     decisions = []
                     for key, limits, cost in calls:
-                        decisions.extend((yield (key, limits, cost, True)))
+                        decisions.extend((yield ("decide", (key, limits, cost, True))))
         except Exception:
             return self.failed(request)
         return self.outcome(plan, request, decisions)
@@ -259,23 +266,17 @@ class Engine:
             except Exception:  # any backend failure goes to on_error
                 return self.failed(request)
             return self.outcome(plan, request, decisions)
-        if self._decide_each is not None:
-            try:
-                decisions = self._decide_each(self.items(plan, request), True)
-            except Exception:  # any backend failure goes to on_error
-                return self.failed(request)
-            return self.outcome(plan, request, decisions)
         flow = self.flow(plan, request)
-        decide = self.backend.decide
+        backend = self.backend
         try:
-            call = next(flow)
+            name, args = next(flow)
             while True:
                 try:
-                    result = decide(*call)
+                    result = getattr(backend, name)(*args)
                 except Exception as exc:  # any backend failure goes to on_error
-                    call = flow.throw(exc)
+                    name, args = flow.throw(exc)
                 else:
-                    call = flow.send(result)
+                    name, args = flow.send(result)
         except StopIteration as stop:
             outcome: Outcome = stop.value
             return outcome
@@ -290,23 +291,17 @@ class Engine:
             except Exception:  # any backend failure goes to on_error
                 return self.failed(request)
             return self.outcome(plan, request, decisions)
-        if self._adecide_each is not None:
-            try:
-                decisions = await self._adecide_each(self.items(plan, request), True)
-            except Exception:  # any backend failure goes to on_error
-                return self.failed(request)
-            return self.outcome(plan, request, decisions)
         flow = self.flow(plan, request)
-        decide = self.backend.adecide
+        backend = self.backend
         try:
-            call = next(flow)
+            name, args = next(flow)
             while True:
                 try:
-                    result = await decide(*call)
+                    result = await getattr(backend, "a" + name)(*args)
                 except Exception as exc:  # any backend failure goes to on_error
-                    call = flow.throw(exc)
+                    name, args = flow.throw(exc)
                 else:
-                    call = flow.send(result)
+                    name, args = flow.send(result)
         except StopIteration as stop:
             outcome: Outcome = stop.value
             return outcome
