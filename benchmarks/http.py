@@ -204,7 +204,7 @@ def _cpu_seconds(root: int) -> float:
 def _server(stack: str, variant: str) -> Iterator[tuple[str, int]]:
     """One server for a variant, running until the block ends; yields its URL and pid."""
     sys.path.insert(0, str(ROOT))
-    from tests.support.servers import free_port, wait_for_port
+    from tests.support.servers import free_port, stop_process, wait_for_port
 
     port = free_port()
     env = {**os.environ, "BENCH_VARIANT": variant, "PYTHONPATH": str(ROOT)}
@@ -219,12 +219,7 @@ def _server(stack: str, variant: str) -> Iterator[tuple[str, int]]:
         wait_for_port(port, 60, proc)
         yield f"http://127.0.0.1:{port}/", proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 Run = tuple[float, float, float, float, float]

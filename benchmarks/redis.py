@@ -311,7 +311,7 @@ def _wrk(url: str, seconds: float, connections: int) -> tuple[float, int]:
 
 
 def _http(redis_url: str, variant: str, seconds: float, connections: int) -> tuple[float, int]:
-    from tests.support.servers import free_port, wait_for_port
+    from tests.support.servers import free_port, stop_process, wait_for_port
 
     port = free_port()
     env = {
@@ -333,12 +333,7 @@ def _http(redis_url: str, variant: str, seconds: float, connections: int) -> tup
         _wrk(url, 1, connections)  # warm-up
         return _wrk(url, seconds, connections)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         if proc.stderr is not None:
             proc.stderr.close()
 

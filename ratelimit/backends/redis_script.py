@@ -182,25 +182,9 @@ def pack_evalsha(specs: Sequence[LimitSpec], keys: Sequence[bytes], args: Sequen
 
 def decode(specs: Sequence[LimitSpec], reply: Any) -> list[Decision]:
     """The script's reply (five values per limit) as one :class:`Decision` per limit."""
-    if len(specs) == 1:
-        spec = specs[0]
-        allowed, remaining, reset, retry, delay = reply
-        return [
-            Decision(
-                allowed == 1,
-                spec.capacity,
-                remaining,
-                reset / 1000,
-                INF if retry < 0 else retry / 1000,
-                float(delay) if delay else 0.0,
-                spec.limit,
-            )
-        ]
     decisions = []
-    i = 0
-    for spec in specs:
-        allowed, remaining, reset, retry, delay = reply[i : i + 5]
-        i += 5
+    for i, spec in enumerate(specs):
+        allowed, remaining, reset, retry, delay = reply[5 * i : 5 * i + 5]
         decisions.append(
             Decision(
                 allowed == 1,

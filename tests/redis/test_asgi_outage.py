@@ -68,6 +68,17 @@ def _load(url: str) -> Iterator[list[tuple[float, int]]]:
         thread.join()
 
 
+def _backend(redis_url: str, breaker_clock: FakeClock) -> RedisBackend:
+    """A backend whose breaker opens after 3 failures for 5 s of the given clock."""
+    return RedisBackend.from_url(
+        redis_url,
+        timeout=0.5,
+        breaker_threshold=3,
+        breaker_cooldown=5.0,
+        breaker_clock=breaker_clock,
+    )
+
+
 def _wait_for(seen: list[tuple[float, int]], count: int) -> None:
     deadline = time.monotonic() + 30
     while len(seen) < count and time.monotonic() < deadline:
@@ -80,13 +91,7 @@ def test_fail_open_serves_200_while_redis_is_down_and_limits_after_restart(
 ) -> None:
     """on_error=allow: only 200s while Redis is down; after restart, 429s come back."""
     breaker_clock = FakeClock()
-    backend = RedisBackend.from_url(
-        redis_url,
-        timeout=0.5,
-        breaker_threshold=3,
-        breaker_cooldown=5.0,
-        breaker_clock=breaker_clock,
-    )
+    backend = _backend(redis_url, breaker_clock)
     with uvicorn_server(_app(backend, "allow")) as url, _load(url) as seen:
         _wait_for(seen, LIMIT + 10)  # Redis up: the limit bites
         assert {status for _, status in seen[: LIMIT + 10]} == {200, 429}
@@ -110,13 +115,7 @@ def test_fail_closed_answers_503_while_redis_is_down(
 ) -> None:
     """on_error=deny: 503 with Retry-After while Redis is down, 200 again after restart."""
     breaker_clock = FakeClock()
-    backend = RedisBackend.from_url(
-        redis_url,
-        timeout=0.5,
-        breaker_threshold=3,
-        breaker_cooldown=5.0,
-        breaker_clock=breaker_clock,
-    )
+    backend = _backend(redis_url, breaker_clock)
     with uvicorn_server(_app(backend, "deny")) as url, httpx.Client(timeout=10) as client:
         assert client.get(url + "/x").status_code == 200
         redis_proc.stop()

@@ -34,6 +34,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.servers import free_port
+
 __all__ = [
     "HAVE_REDIS",
     "REDIS_SERVER",
@@ -55,14 +57,6 @@ HAVE_REDIS = REDIS_SERVER is not None
 SKIP_REASON = "redis-server is not on PATH (apt install redis-server)"
 
 _START_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _command(port: int, *args: str) -> object:

@@ -31,7 +31,14 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-__all__ = ["free_port", "server_process", "uvicorn_server", "wait_for_port", "wsgi_server"]
+__all__ = [
+    "free_port",
+    "server_process",
+    "stop_process",
+    "uvicorn_server",
+    "wait_for_port",
+    "wsgi_server",
+]
 
 HOST = "127.0.0.1"
 
@@ -42,6 +49,17 @@ def free_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Ask ``proc`` to stop (SIGTERM), kill it if it has not after ``timeout`` s, reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_for_port(
@@ -178,12 +196,6 @@ def server_process(
             raise RuntimeError(f"{' '.join(argv)} failed to start:\n{output}") from None
         yield f"http://{HOST}:{port}"
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         if proc.stdout is not None:
             proc.stdout.close()
