@@ -28,4 +28,14 @@ class BackendError(RateLimitError):
     """The storage backend failed (connection refused, timeout, script error, ...).
 
     The HTTP middleware turns it into its ``on_error`` mode (fail open or 503), never a 500.
+    :attr:`kind` says what failed, as a short label for metrics and logs.
     """
+
+    #: What failed: ``"connection"``, ``"timeout"``, ``"oom"``, ``"readonly"``,
+    #: ``"script"``, ``"cluster"``, ``"loading"``, ``"circuit_open"`` (failing fast, the
+    #: backend was not asked) or ``"other"``.
+    kind: str
+
+    def __init__(self, *args: object, kind: str = "other") -> None:
+        super().__init__(*args)
+        self.kind = kind
