@@ -1,8 +1,11 @@
-"""A Flask app limited by ``examples/ratelimit.toml`` through the WSGI middleware.
+"""A Flask app limited by ``examples/ratelimit.toml`` through the :class:`RateLimit` extension.
 
 Run from the repository root::
 
     flask --app examples.flask_app run
+
+The config's rules apply to every request (the extension wraps ``app.wsgi_app`` in the WSGI
+middleware); ``/report`` adds a per-view limit declared in code, on the same engine.
 """
 
 from __future__ import annotations
@@ -12,12 +15,11 @@ from pathlib import Path
 from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
 
-from ratelimit.wsgi import RateLimitMiddleware
-
-CONFIG = Path(__file__).with_name("ratelimit.toml")
+from ratelimit.contrib.flask import RateLimit, limit
 
 app = Flask(__name__)
-app.wsgi_app = RateLimitMiddleware(app.wsgi_app, config=CONFIG)  # type: ignore[method-assign]
+app.config["RATELIMIT"] = Path(__file__).with_name("ratelimit.toml")  # or a dict of that shape
+ratelimit = RateLimit(app)
 
 
 @app.get("/")
@@ -43,3 +45,9 @@ def upload(bucket: str) -> ResponseReturnValue:
 @app.get("/healthz")
 def healthz() -> ResponseReturnValue:
     return "ok\n"
+
+
+@app.get("/report")
+@limit("3/minute", name="report")  # a per-view limit declared in code, under @app.route
+def report() -> ResponseReturnValue:
+    return jsonify(report="expensive")
