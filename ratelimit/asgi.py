@@ -43,7 +43,8 @@ class AsgiRequest(RequestInfo):
     __slots__ = ()
 
     def header(self, name: str) -> str | None:
-        """The header's value (repeated fields joined with ``,``), decoded as Latin-1."""
+        """The header's value (repeated fields joined with ``,``, as one field would carry
+        them), decoded as Latin-1."""
         target = name.encode("latin-1")
         values = [v.decode("latin-1") for k, v in self.native["headers"] if k.lower() == target]
         return ",".join(values) if values else None
@@ -64,11 +65,29 @@ def user_identity(user: Any) -> str | None:
     return str(ident) if ident else None
 
 
+def route_path(scope: Scope) -> str:
+    """The path the application routes on: ``scope["path"]`` below ``root_path``.
+
+    ASGI servers put the mount point in both (``uvicorn --root-path /prefix``; a Starlette
+    ``Mount("/v1", app=...)`` hands its sub-app ``root_path="/v1"`` and the full path), and
+    routers match what is left, so rules must too.
+    """
+    path: str = scope["path"]
+    root: str = scope.get("root_path") or ""
+    if root and path.startswith(root):
+        rest = path[len(root) :]
+        if not rest:
+            return "/"
+        if rest[0] == "/":
+            return rest
+    return path
+
+
 def request_info(scope: Scope) -> AsgiRequest:
     """The engine's view of an HTTP or WebSocket scope."""
     client = scope.get("client")
-    method = scope["method"] if scope["type"] == "http" else "GET"
-    return AsgiRequest(method, scope["path"], client[0] if client else None, scope)
+    method = scope["method"].upper() if scope["type"] == "http" else "GET"
+    return AsgiRequest(method, route_path(scope), client[0] if client else None, scope)
 
 
 class RateLimitMiddleware:
@@ -105,12 +124,11 @@ class RateLimitMiddleware:
             return
         engine = self.engine
         scope[SCOPE_KEY] = engine
-        plan = engine.plan(scope["method"] if kind == "http" else "GET", scope["path"])
+        plan = engine.plan(scope["method"] if kind == "http" else "GET", route_path(scope))
         if plan is None:
             await self.app(scope, receive, send)
             return
-        request = request_info(scope)
-        outcome = engine.run(plan, request) if engine.inline else await engine.arun(plan, request)
+        outcome = await engine.arun(plan, request_info(scope))
         if outcome.reply is not None:
             if kind == "http":
                 await send_reply(send, outcome.reply)

@@ -91,12 +91,12 @@ class RateLimitMiddleware:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         engine = self.engine
-        plan = engine.plan(environ["REQUEST_METHOD"], wsgi_path(environ))
+        method = environ["REQUEST_METHOD"].upper()
+        path = wsgi_path(environ)  # PATH_INFO: already below the mount point (SCRIPT_NAME)
+        plan = engine.plan(method, path)
         if plan is None:
             return self.app(environ, start_response)
-        request = WsgiRequest(
-            environ["REQUEST_METHOD"], wsgi_path(environ), environ.get("REMOTE_ADDR"), environ
-        )
+        request = WsgiRequest(method, path, environ.get("REMOTE_ADDR"), environ)
         outcome = engine.run(plan, request)
         reply = outcome.reply
         if reply is not None:

@@ -58,6 +58,8 @@ def run_check(args: argparse.Namespace) -> int:
     if rows:
         header = ["#", "name", "path", "methods", "limits", "key", "cost"]
         print(format_table(header, rows, "rllllll"))
+    for warning in config.warnings:
+        print(f"warning: {warning}")
     return 0
 
 

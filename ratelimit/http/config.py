@@ -18,16 +18,22 @@ from dataclasses import dataclass, field, replace
 from ipaddress import ip_network
 from typing import Any
 
+from ratelimit.backends import validate_url
 from ratelimit.errors import ConfigError
 from ratelimit.http.headers import HEADER_MODES
 from ratelimit.http.keys import validate_key
 from ratelimit.http.rules import KeySpec, Rule
-from ratelimit.limits import Limit
+from ratelimit.limits import BUCKETS, Limit
 
 __all__ = ["ON_ERROR_MODES", "PROXY_HEADERS", "Config", "load_config"]
 
-#: The values of ``on_error``: fail open, or answer 503.
-ON_ERROR_MODES = ("allow", "deny")
+#: The values of ``on_error``: fail open, answer 503, or decide in process memory.
+ON_ERROR_MODES = ("allow", "deny", "local")
+#: The longest wait for the backend per decision, seconds, when neither ``timeout`` nor the
+#: backend URL's ``?timeout=`` says otherwise.
+DEFAULT_TIMEOUT = 0.1
+#: The options a ``limits`` table item takes.
+_LIMIT_ITEM_KEYS = ("rate", "algorithm", "burst", "mode")
 #: The values of ``proxy_header``: which header trusted proxies set.
 PROXY_HEADERS = ("x-forwarded-for", "forwarded")
 
@@ -41,6 +47,8 @@ _TOP_KEYS = (
     "proxy_header",
     "shadow",
     "max_delay",
+    "timeout",
+    "local_fraction",
     "rules",
 )
 _RULE_KEYS = (
@@ -80,6 +88,67 @@ def _rule_name(data: Mapping[str, Any], taken: set[str]) -> str:
     return name
 
 
+def _compile_limit(
+    item: Any, defaults: Mapping[str, Any], max_delay: float | None, label: str, where: str
+) -> Limit:
+    """One :class:`Limit` from a rate text or a ``{ rate, algorithm, burst, mode }`` table;
+    the table's options override the rule's."""
+    options = dict(defaults)
+    rate = item
+    if isinstance(item, Mapping):
+        _unknown(item.keys(), _LIMIT_ITEM_KEYS, f"{where}{label}: ")
+        if "rate" not in item:
+            raise ConfigError(f"{where}{label}.rate: missing (a limit table needs a rate)")
+        rate = item["rate"]
+        for option in ("algorithm", "burst", "mode"):
+            if option in item:
+                options[option] = item[option]
+    algorithm = options["algorithm"]
+    if isinstance(item, Mapping):  # the rule's burst and mode are for its buckets only
+        if algorithm != "leaky_bucket" and "mode" not in item:
+            options["mode"] = None
+        if algorithm not in BUCKETS and "burst" not in item:
+            options["burst"] = None
+    shaping = algorithm == "leaky_bucket" and options["mode"] in (None, "shape")
+    if shaping and max_delay is not None:
+        options["max_delay"] = max_delay
+    try:
+        return Limit(rate, **options)
+    except ConfigError as exc:
+        text = str(exc)
+        culprit = label
+        for option in ("algorithm", "burst", "mode"):
+            if text.startswith(
+                (f"unknown {option}", f"{option} ", f"unknown leaky_bucket {option}")
+            ):
+                culprit = (
+                    f"{label}.{option}" if isinstance(item, Mapping) and option in item else option
+                )
+        raise ConfigError(f"{where}{culprit}: {text}") from None
+
+
+def _check_shared_burst(data: Mapping[str, Any], limits: Sequence[Limit], where: str) -> None:
+    """Refuse one rule-level ``burst`` shared by limits of different periods: the long
+    limit's bucket would then hold only ``burst`` and refill at its own slow rate, admitting
+    far less than either limit says (``burst = 20`` on ``["10/second", "1000/hour"]`` lets
+    about 21 requests through in 4 s, not 60)."""
+    if data.get("burst") is None or len(limits) < 2:
+        return
+    periods = {limit.rate.period for limit in limits if limit.burst == data["burst"]}
+    if len(periods) > 1:
+        first = limits[0]
+        tables = ", ".join(
+            f'{{ rate = "{lim.rate}", burst = {data["burst"]} }}' if i == 0 else f'"{lim.rate}"'
+            for i, lim in enumerate(limits)
+        )
+        raise ConfigError(
+            f"{where}burst: one burst ({data['burst']}) is shared by limits of different "
+            f"periods, which caps the longer limit's bucket at {data['burst']} refilling at "
+            f"its own slow rate; give each limit its own burst in the table form, for "
+            f"example: limits = [{tables}] (burst applies to '{first.rate}' only)"
+        )
+
+
 def compile_rule(
     data: Mapping[str, Any], *, name: str, max_delay: float | None, where: str = ""
 ) -> Rule:
@@ -104,29 +173,23 @@ def compile_rule(
         extra = sorted(set(data) & {"algorithm", "burst", "mode", "key", "cost"})
         raise ConfigError(f"{where}{extra[0]}: an exempt rule takes no limit options")
     algorithm = data.get("algorithm", "fixed_window")
-    options: dict[str, Any] = {
+    defaults: dict[str, Any] = {
         "algorithm": algorithm,
         "burst": data.get("burst"),
         "mode": data.get("mode"),
     }
-    shaping = algorithm == "leaky_bucket" and options["mode"] in (None, "shape")
-    if shaping and max_delay is not None:
-        options["max_delay"] = max_delay
-    limits = []
-    for i, rate in enumerate(rates):
-        label = field_name if field_name == "limit" else f"limits[{i}]"
-        try:
-            limits.append(Limit(rate, **options))
-        except ConfigError as exc:
-            text = str(exc)
-            culprit = label
-            for option in ("algorithm", "burst", "mode"):
-                if text.startswith(
-                    (f"unknown {option}", f"{option} ", f"unknown leaky_bucket {option}")
-                ):
-                    culprit = option
-            raise ConfigError(f"{where}{culprit}: {text}") from None
-    if not rates and (options["burst"] is not None or "algorithm" in data):
+    limits = [
+        _compile_limit(
+            rate,
+            defaults,
+            max_delay,
+            field_name if field_name == "limit" else f"limits[{i}]",
+            where,
+        )
+        for i, rate in enumerate(rates)
+    ]
+    _check_shared_burst(data, limits, where)
+    if not rates and (defaults["burst"] is not None or "algorithm" in data):
         raise ConfigError(f"{where}limit: missing (a rule needs 'limit' or 'limits')")
     key: KeySpec | None = data.get("key")
     if key is not None:
@@ -160,13 +223,18 @@ class Config:
         backend: the backend URL (``memory://``, ``redis://host:6379/0``, ...).
         key: the default client identity of the rules.
         headers: ``ietf``, ``legacy``, ``both`` or ``none``.
-        on_error: ``allow`` (fail open) or ``deny`` (503) when the backend fails.
+        on_error: ``allow`` (fail open), ``deny`` (503) or ``local`` (decide in process
+            memory, each limit times ``local_fraction``) when the backend fails.
         trusted_proxies: CIDRs of the proxies whose forwarding header is believed.
         ipv6_prefix: IPv6 clients are counted per network of this many bits.
         proxy_header: ``x-forwarded-for`` (default) or ``forwarded``: the header the trusted
             proxies set; only that one is read.
         shadow: decide and report, never reject nor delay.
         max_delay: the longest leaky-bucket shaping wait in seconds (``None``: no cap).
+        timeout: the longest wait for the backend per decision, seconds, connecting
+            included (``None``: the URL's ``?timeout=``, else 0.1).
+        local_fraction: with ``on_error = "local"``, the share of each limit one process
+            enforces on its own while the backend fails (``0.25`` for 4 workers).
         rules: the compiled rules, in order.
         source: where the config came from, for error messages.
     """
@@ -180,8 +248,12 @@ class Config:
     proxy_header: str = "x-forwarded-for"
     shadow: bool = False
     max_delay: float | None = 5.0
+    timeout: float | None = None
+    local_fraction: float = 1.0
     rules: tuple[Rule, ...] = ()
     source: str = field(default="config", compare=False)
+    #: What ``ratelimit check`` prints as warnings: legal, but probably not what was meant.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -191,6 +263,26 @@ class Config:
                 f"{src}backend: expected a URL such as 'memory://' or 'redis://localhost:6379/0',"
                 f" got {self.backend!r}"
             )
+        try:
+            validate_url(self.backend)
+        except ConfigError as exc:
+            raise ConfigError(f"{src}backend: {exc}") from None
+        timeout = self.timeout
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise ConfigError(f"{src}timeout: must be a number of seconds > 0, got {timeout!r}")
+        fraction = self.local_fraction
+        if (
+            isinstance(fraction, bool)
+            or not isinstance(fraction, int | float)
+            or not 0 < fraction <= 1
+        ):
+            raise ConfigError(f"{src}local_fraction: must be a number in (0, 1], got {fraction!r}")
+        set_(self, "local_fraction", float(fraction))
         try:
             validate_key(self.key)
         except ConfigError as exc:
@@ -211,6 +303,8 @@ class Config:
             raise ConfigError(f"{src}trusted_proxies: must be a list of CIDRs, got {proxies!r}")
         for i, cidr in enumerate(proxies):
             try:
+                if not isinstance(cidr, str):
+                    raise TypeError(cidr)
                 ip_network(cidr, strict=False)
             except (TypeError, ValueError):
                 raise ConfigError(
@@ -232,6 +326,17 @@ class Config:
         ):
             raise ConfigError(f"{src}max_delay: must be a number of seconds ≥ 0, got {delay!r}")
         set_(self, "rules", self._compile_rules(src))
+        warnings = list(self.warnings)
+        if not self.rules:
+            warnings.append(
+                f"{src}rules: no rules, so nothing is limited (add [[rules]] tables, or "
+                "attach limits in code with the decorators)"
+            )
+        set_(self, "warnings", tuple(warnings))
+
+    def metrics_enabled(self) -> bool:
+        """Whether metrics or the status page are on (the engine then records outcomes)."""
+        return bool(getattr(getattr(self, "metrics", None), "enabled", False))
 
     def _compile_rules(self, src: str) -> tuple[Rule, ...]:
         rules = self.rules
@@ -320,9 +425,19 @@ def load_config(
         path = os.fspath(source)
         try:
             with open(path, "rb") as handle:
-                data = tomllib.load(handle)
+                raw = handle.read()
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise ConfigError(
+                f"{path}: not UTF-8 text (byte {raw[exc.start]:#04x} at line {line}); "
+                "TOML files must be UTF-8"
+            ) from None
+        try:
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
         return _from_mapping(data, name or path)

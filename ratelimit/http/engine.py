@@ -2,18 +2,21 @@
 
 The data path, top to bottom::
 
-    method, path ──► plan (the matching rules, compiled and cached)
+    method, path ──► plan (the matching rules, compiled; cached for short paths)
     request      ──► counter key(s)
                  ──► ONE backend decide() with every limit of every matching rule
                  ──► Outcome: pass (+ headers, + shaping delay) | 429 | 503
 
 The logic is written once, as a generator that yields the backend calls it needs
-(:meth:`Engine.flow`); :meth:`Engine.run` drives it with ``backend.decide`` and
-:meth:`Engine.arun` with ``await backend.adecide``. That is the only difference between the
-sync and async paths; the delay wait is left to the adapter (``time.sleep`` or
-``asyncio.sleep``). For the usual plan, one backend call, both drivers skip the generator and
-make that call directly before the shared :meth:`Engine.outcome` (a few microseconds saved
-per request).
+(:meth:`Engine.flow`); :meth:`Engine.run` drives it with the blocking backend API and
+:meth:`Engine.arun` with the asyncio one (``await backend.a<name>``). That is the only
+difference between the sync and async paths; the delay wait is left to the adapter
+(``time.sleep`` or ``asyncio.sleep``).
+
+Only :class:`~ratelimit.BackendError` is a backend failure: it takes the ``on_error`` path
+(``allow``, ``deny`` or ``local``). Anything else raised while deciding — a key or cost
+function of the user's, a bug of ours — propagates, so it is a 500 from the framework and
+not a silent fail-open.
 
 Matching rules that identify clients the same way and share a cost are one group, checked in
 one ``decide`` call. Rules that need different keys (say ``ip`` and ``header:x-api-key``) or
@@ -27,12 +30,15 @@ concurrent request can slip between those calls (within a group it never can).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator
-from typing import Any, NamedTuple
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ratelimit.backends import MemoryBackend, backend_from_url
 from ratelimit.backends.base import Backend
 from ratelimit.decision import Decision, combine
+from ratelimit.errors import BackendError
 from ratelimit.http.config import Config, load_config
 from ratelimit.http.headers import (
     HeaderPairs,
@@ -42,12 +48,17 @@ from ratelimit.http.headers import (
     render,
     service_unavailable,
     too_many_requests,
+    without_body,
 )
 from ratelimit.http.keys import ClientIdentity, RequestInfo, compile_key
-from ratelimit.http.rules import Rule, normalize_path
+from ratelimit.http.rules import Rule, normalize_path, split_path
 from ratelimit.limits import Limit
+from ratelimit.rate import Rate
 
-__all__ = ["Call", "Engine", "Outcome", "Plan", "RejectHandler"]
+if TYPE_CHECKING:
+    from ratelimit.metrics.observer import Observer
+
+__all__ = ["OUTCOME_KINDS", "Call", "Engine", "Outcome", "Plan", "RejectHandler"]
 
 log = logging.getLogger("ratelimit")
 
@@ -58,7 +69,28 @@ Call = tuple[str, tuple[Any, ...]]
 #: added to its reply.
 RejectHandler = Callable[[RequestInfo, Decision], Reply]
 
+#: What happened to a request (SPEC §7; the ``outcome`` label of the metrics).
+OUTCOME_KINDS = (
+    "allowed",
+    "delayed",
+    "rejected",
+    "banned",
+    "denied",
+    "shadow_rejected",
+    "error_allowed",
+    "error_denied",
+    "local",
+)
+
+#: Plans are cached by (method, path) for paths up to this many characters, at most
+#: ``_PLAN_CACHE_SIZE`` of them: what a client can put in the cache is bounded (4096 × 256
+#: characters), and longer paths — which real routes rarely have — are matched afresh.
+#: Paid for by ``python -m benchmarks.http`` (matching the example config's rules on every
+#: request costs more than the dict lookup).
 _PLAN_CACHE_SIZE = 4096
+_CACHED_PATH_LENGTH = 256
+#: The most (limit, client) pairs remembered for the once-per-window shadow-mode log line.
+_SHADOW_LOG_SIZE = 4096
 
 
 class Group(NamedTuple):
@@ -75,7 +107,6 @@ class Plan(NamedTuple):
     rules: tuple[Rule, ...]
     groups: tuple[Group, ...]
     policies: bytes
-    single: Group | None
 
 
 class Outcome(NamedTuple):
@@ -83,15 +114,24 @@ class Outcome(NamedTuple):
 
     ``reply`` set: send it instead of calling the application. Otherwise call the
     application after waiting ``delay`` seconds, adding ``headers`` to its response.
+    ``kind`` is one of :data:`OUTCOME_KINDS`.
     """
 
     reply: Reply | None
     headers: HeaderPairs
     delay: float
     decision: Decision | None
+    kind: str = "allowed"
 
 
-_PASS = Outcome(None, [], 0.0, None)
+def scaled(limit: Limit, fraction: float) -> Limit:
+    """``limit`` with its limit (and burst) multiplied by ``fraction``, at least 1 each: the
+    share of one process when ``on_error = "local"`` decides without the shared backend."""
+    if fraction == 1.0:
+        return limit
+    rate = Rate(max(1, int(limit.rate.limit * fraction)), limit.rate.period)
+    burst = None if limit.burst is None else max(1, int(limit.burst * fraction))
+    return replace(limit, rate=rate, burst=burst)
 
 
 class Engine:
@@ -99,7 +139,8 @@ class Engine:
 
     Args:
         config: a :class:`Config`, a TOML path or a dict (see :func:`load_config`).
-        backend: a ready backend object; default: built from ``config.backend``.
+        backend: a ready backend object; default: built from ``config.backend`` (with
+            ``config.timeout``).
         on_reject: replaces the default 429 problem+json reply.
     """
 
@@ -111,8 +152,9 @@ class Engine:
         on_reject: RejectHandler | None = None,
     ) -> None:
         self.config: Config = load_config(config)
+        cfg = self.config
         self.backend: Backend = (
-            backend if backend is not None else backend_from_url(self.config.backend)
+            backend if backend is not None else backend_from_url(cfg.backend, timeout=cfg.timeout)
         )
         self.on_reject = on_reject
         #: Several groups go in one atomic ``decide_each`` call where the backend can join
@@ -120,10 +162,12 @@ class Engine:
         self.atomic_each = hasattr(self.backend, "decide_each") and getattr(
             self.backend, "atomic_across_keys", True
         )
-        #: The backend answers at once (memory): async adapters may call :meth:`run` directly
-        #: instead of awaiting :meth:`arun`, which saves two coroutines per request.
-        self.inline = type(self.backend) is MemoryBackend
-        cfg = self.config
+        #: ``on_error = "local"``: the process-local stand-in while the backend fails, and
+        #: each limit's share (``local_fraction``) there.
+        self.local: MemoryBackend | None = None
+        self._local_limits: dict[Limit, Limit] = {}
+        if cfg.on_error == "local":
+            self.local = MemoryBackend()
         self.identity = ClientIdentity(cfg.trusted_proxies, cfg.ipv6_prefix, cfg.proxy_header)
         self.headers_mode = cfg.headers
         self.shadow = cfg.shadow
@@ -131,16 +175,25 @@ class Engine:
         self._keys: dict[Any, Callable[[RequestInfo], str]] = {}
         self._labels: dict[str, bytes] = {}
         self._plans: dict[tuple[str, str], Plan | None] = {}
-        self._by_rules: dict[tuple[int, ...], Plan] = {}  # by rule identity: cheap to hash
+        self._by_rules: dict[tuple[int, ...], Plan] = {}
+        self._shadow_logged: dict[tuple[str, str], float] = {}
         self.rules = cfg.rules
         #: Whether some rule identifies clients by user (async adapters then load the user).
         self.uses_user = any(cfg.key_of(rule) == "user" for rule in cfg.rules)
         for rule in self.rules:
             self._register(rule)
+        #: Records every decided request (metrics, status page); ``None``: nothing runs.
+        self.observer: Observer | None = None
+        if cfg.metrics_enabled():
+            from ratelimit.metrics import build_observer
+
+            self.observer = build_observer(self)
 
     def _register(self, rule: Rule) -> None:
         for limit in rule.limits:
             self._labels[limit.id] = label_of(limit)
+            if self.local is not None and limit not in self._local_limits:
+                self._local_limits[limit] = scaled(limit, self.config.local_fraction)
 
     def key_function(self, rule: Rule) -> Callable[[RequestInfo], str]:
         """The compiled ``request -> counter key`` function of ``rule``."""
@@ -151,76 +204,79 @@ class Engine:
         return func
 
     def plan_for_rules(self, rules: tuple[Rule, ...]) -> Plan:
-        """The (cached) plan checking ``rules`` together."""
+        """The plan checking ``rules`` together (their limits grouped by key and cost).
+
+        Cached by the rules' identities (the plan holds the rules, so the ids stay valid):
+        the decorators call this on every request. Bounded like the path cache.
+        """
         ids = tuple(map(id, rules))
         plan = self._by_rules.get(ids)
         if plan is None:
-            groups: dict[tuple[Any, int], list[Limit]] = {}
-            keys: dict[tuple[Any, int], Callable[[RequestInfo], str]] = {}
-            for rule in rules:
-                self._register(rule)
-                spec = self.config.key_of(rule)
-                slot = (spec, rule.cost)
-                groups.setdefault(slot, []).extend(rule.limits)
-                keys[slot] = self.key_function(rule)
-            every = [limit for rule in rules for limit in rule.limits]
-            compiled = tuple(Group(keys[s], tuple(limits), s[1]) for s, limits in groups.items())
-            plan = Plan(
-                rules,
-                compiled,
-                join_policies(every),
-                compiled[0] if len(compiled) == 1 else None,
-            )
-            self._by_rules[ids] = plan  # the plan holds the rules: their ids stay valid
+            if len(self._by_rules) >= _PLAN_CACHE_SIZE:
+                self._by_rules.clear()
+            plan = self._by_rules[ids] = self._compile_plan(rules)
         return plan
 
+    def _compile_plan(self, rules: tuple[Rule, ...]) -> Plan:
+        groups: dict[tuple[Any, int], list[Limit]] = {}
+        keys: dict[tuple[Any, int], Callable[[RequestInfo], str]] = {}
+        for rule in rules:
+            self._register(rule)
+            slot = (self.config.key_of(rule), rule.cost)
+            groups.setdefault(slot, []).extend(rule.limits)
+            keys[slot] = self.key_function(rule)
+        every = [limit for rule in rules for limit in rule.limits]
+        compiled = tuple(Group(keys[s], tuple(limits), s[1]) for s, limits in groups.items())
+        return Plan(rules, compiled, join_policies(every))
+
     def plan(self, method: str, path: str) -> Plan | None:
-        """The plan for a request, or ``None`` when no rule applies (cached per path)."""
+        """The plan for a request, or ``None`` when no rule applies.
+
+        ``method`` in any case; ``path`` as the application routes on it (below its mount
+        point), before normalisation.
+        """
         cache_key = (method, path)
-        try:
-            return self._plans[cache_key]
-        except KeyError:
-            pass
+        plan = self._plans.get(cache_key, False)
+        if plan is not False:
+            return plan  # type: ignore[return-value]  # a Plan or None (False: not cached)
         normal = normalize_path(path)
+        segments = split_path(normal)
+        upper = method.upper()
         matched: list[Rule] = []
         for rule in self.rules:
-            if rule.matches(method, normal):
+            if rule.applies(upper, normal, segments):
                 if rule.exempt:
                     break
                 matched.append(rule)
-        plan = self.plan_for_rules(tuple(matched)) if matched else None
-        if len(self._plans) >= _PLAN_CACHE_SIZE:
-            self._plans.clear()
-        self._plans[cache_key] = plan
-        return plan
+        found = self.plan_for_rules(tuple(matched)) if matched else None
+        if len(path) <= _CACHED_PATH_LENGTH:
+            if len(self._plans) >= _PLAN_CACHE_SIZE:
+                self._plans.clear()
+            self._plans[cache_key] = found
+        return found
 
     def flow(self, plan: Plan, request: RequestInfo) -> Generator[Call, list[Decision], Outcome]:
         """The decision logic: yields backend calls, receives their decisions.
 
         One group: one ``decide``. Several groups: one atomic ``decide_each`` where the backend
         offers it across keys, else every group checked without consuming, then consumed if
-        all admit. A backend failure is thrown into the generator at the ``yield``; it answers
-        with the ``on_error`` mode. (:meth:`run` and :meth:`arun` take a shortcut for the usual
-        one-group plan that does exactly what this does for it.)
+        all admit.
         """
-        try:
-            if len(plan.groups) == 1:
-                group = plan.groups[0]
-                args = (group.key(request), group.limits, group.cost, True)
-                decisions = yield ("decide", args)
-            elif self.atomic_each:
-                decisions = yield ("decide_each", (self.items(plan, request), True))
-            else:
-                calls = [(g.key(request), g.limits, g.cost) for g in plan.groups]
+        if len(plan.groups) == 1:
+            group = plan.groups[0]
+            args = (group.key(request), group.limits, group.cost, True)
+            decisions = yield ("decide", args)
+        elif self.atomic_each:
+            decisions = yield ("decide_each", (self.items(plan, request), True))
+        else:
+            calls = [(g.key(request), g.limits, g.cost) for g in plan.groups]
+            decisions = []
+            for key, limits, cost in calls:  # dry run first: reject without consuming
+                decisions.extend((yield ("decide", (key, limits, cost, False))))
+            if all(decisions):
                 decisions = []
-                for key, limits, cost in calls:  # dry run first: reject without consuming
-                    decisions.extend((yield ("decide", (key, limits, cost, False))))
-                if all(decisions):
-                    decisions = []
-                    for key, limits, cost in calls:
-                        decisions.extend((yield ("decide", (key, limits, cost, True))))
-        except Exception:
-            return self.failed(request)
+                for key, limits, cost in calls:
+                    decisions.extend((yield ("decide", (key, limits, cost, True))))
         return self.outcome(plan, request, decisions)
 
     @staticmethod
@@ -229,79 +285,118 @@ class Engine:
         return [(g.key(request), limit, g.cost) for g in plan.groups for limit in g.limits]
 
     def failed(self, request: RequestInfo) -> Outcome:
-        """The ``on_error`` outcome when the backend failed (logged with its traceback)."""
-        log.warning("rate limit backend failed for %s", request.path, exc_info=True)
+        """The ``on_error`` outcome when the backend failed. Logged by the backend (once per
+        outage, when its circuit opens), not here: one line per request would be a storm."""
         if self.deny_on_error and not self.shadow:
-            return Outcome(service_unavailable(), [], 0.0, None)
-        return _PASS
+            reply = service_unavailable()
+            if request.method == "HEAD":
+                reply = without_body(reply)
+            return Outcome(reply, [], 0.0, None, "error_denied")
+        return Outcome(None, [], 0.0, None, "error_allowed")
+
+    def local_call(self, name: str, args: tuple[Any, ...]) -> Call:
+        """The call ``name(*args)`` with every limit replaced by its local share."""
+        share = self._local_limits
+        if name == "decide":
+            key, limits, cost, consume = args
+            return name, (key, tuple(share.get(lim, lim) for lim in limits), cost, consume)
+        items, consume = args
+        return name, ([(k, share.get(lim, lim), c) for k, lim, c in items], consume)
 
     def outcome(self, plan: Plan, request: RequestInfo, decisions: list[Decision]) -> Outcome:
         """Turn the decisions of a plan into what the adapter does."""
         decision = decisions[0] if len(decisions) == 1 else combine(decisions)
         headers = render(self.headers_mode, decision, plan.policies, self._labels)
         if decision.allowed:
-            return Outcome(None, headers, 0.0 if self.shadow else decision.delay, decision)
+            if self.shadow or not decision.delay:
+                return Outcome(None, headers, 0.0, decision, "allowed")
+            return Outcome(None, headers, decision.delay, decision, "delayed")
         if self.shadow:
-            log.info(
-                "shadow mode: would reject %s %s (limit %s)",
-                request.method,
-                request.path,
-                decision.policy.name,
-            )
-            return Outcome(None, headers, 0.0, decision)
+            self._log_shadow(request, decision, plan)
+            return Outcome(None, headers, 0.0, decision, "shadow_rejected")
         if self.on_reject is not None:
             reply = self.on_reject(request, decision)
-            return Outcome(
-                Reply(reply.status, [*reply.headers, *headers], reply.body), [], 0.0, decision
-            )
-        return Outcome(too_many_requests(decision, headers), [], 0.0, decision)
+            reply = Reply(reply.status, [*reply.headers, *headers], reply.body)
+        else:
+            reply = too_many_requests(decision, headers)
+        if request.method == "HEAD":
+            reply = without_body(reply)
+        return Outcome(reply, [], 0.0, decision, "rejected")
+
+    def _log_shadow(self, request: RequestInfo, decision: Decision, plan: Plan) -> None:
+        """Log a shadow-mode rejection at most once per limit and client per window."""
+        group = next(g for g in plan.groups if decision.policy in g.limits)
+        client = group.key(request)
+        seen = self._shadow_logged
+        now = time.monotonic()
+        slot = (decision.policy.id, client)
+        if seen.get(slot, 0.0) > now:
+            return
+        if len(seen) >= _SHADOW_LOG_SIZE:
+            seen.clear()
+        seen[slot] = now + max(decision.reset_after, 1.0)
+        log.info(
+            "shadow mode: would reject %s %s for %s (limit %s)",
+            request.method,
+            request.path,
+            client,
+            decision.policy.name,
+        )
 
     def run(self, plan: Plan, request: RequestInfo) -> Outcome:
-        """Drive :meth:`flow` with the blocking backend API."""
-        group = plan.single
-        if group is not None:
-            key = group.key(request)
-            try:
-                decisions = self.backend.decide(key, group.limits, group.cost, True)
-            except Exception:  # any backend failure goes to on_error
-                return self.failed(request)
-            return self.outcome(plan, request, decisions)
+        """Decide ``request`` with the blocking backend API."""
+        start = time.perf_counter() if self.observer is not None else 0.0
         flow = self.flow(plan, request)
-        backend = self.backend
+        call, local = next(flow), False
         try:
-            name, args = next(flow)
             while True:
+                name, args = call
                 try:
-                    result = getattr(backend, name)(*args)
-                except Exception as exc:  # any backend failure goes to on_error
-                    name, args = flow.throw(exc)
-                else:
-                    name, args = flow.send(result)
+                    result = getattr(self.backend, name)(*args)
+                except BackendError:
+                    if self.local is None:
+                        flow.close()
+                        outcome = self.failed(request)
+                        break
+                    name, args = self.local_call(name, args)
+                    result, local = getattr(self.local, name)(*args), True
+                call = flow.send(result)
         except StopIteration as stop:
-            outcome: Outcome = stop.value
-            return outcome
+            outcome = stop.value
+        return self._finish(plan, request, outcome, local, start)
 
     async def arun(self, plan: Plan, request: RequestInfo) -> Outcome:
-        """Drive :meth:`flow` with the asyncio backend API."""
-        group = plan.single
-        if group is not None:
-            key = group.key(request)
-            try:
-                decisions = await self.backend.adecide(key, group.limits, group.cost, True)
-            except Exception:  # any backend failure goes to on_error
-                return self.failed(request)
-            return self.outcome(plan, request, decisions)
+        """Decide ``request`` with the asyncio backend API (``await backend.a<name>``)."""
+        start = time.perf_counter() if self.observer is not None else 0.0
         flow = self.flow(plan, request)
-        backend = self.backend
+        call, local = next(flow), False
         try:
-            name, args = next(flow)
             while True:
+                name, args = call
                 try:
-                    result = await getattr(backend, "a" + name)(*args)
-                except Exception as exc:  # any backend failure goes to on_error
-                    name, args = flow.throw(exc)
-                else:
-                    name, args = flow.send(result)
+                    result = await getattr(self.backend, "a" + name)(*args)
+                except BackendError:
+                    if self.local is None:
+                        flow.close()
+                        outcome = self.failed(request)
+                        break
+                    name, args = self.local_call(name, args)
+                    result, local = getattr(self.local, name)(*args), True
+                call = flow.send(result)
         except StopIteration as stop:
-            outcome: Outcome = stop.value
-            return outcome
+            outcome = stop.value
+        return self._finish(plan, request, outcome, local, start)
+
+    def _finish(
+        self, plan: Plan, request: RequestInfo, outcome: Outcome, local: bool, start: float
+    ) -> Outcome:
+        if local and outcome.kind in ("allowed", "delayed"):
+            outcome = outcome._replace(kind="local")
+        observer = self.observer
+        if observer is not None:
+            observer.observe(plan, request, outcome, time.perf_counter() - start)
+        return outcome
+
+    def describe(self) -> Sequence[dict[str, Any]]:
+        """The rules as plain summaries (``ratelimit check``, the status page)."""
+        return [rule.describe() for rule in self.rules]

@@ -1,6 +1,6 @@
 """Response headers and bodies: IETF ``RateLimit`` fields, legacy ``X-RateLimit-*``, 429/503.
 
-Per draft-ietf-httpapi-ratelimit-headers-10 (structured fields, RFC 9651)::
+Per draft-ietf-httpapi-ratelimit-headers-11 (structured fields, RFC 9651)::
 
     RateLimit-Policy: "login";q=5;w=60                one item per applied limit
     RateLimit: "login";r=4;t=52                        the most restrictive limit
@@ -25,7 +25,15 @@ from typing import NamedTuple
 from ratelimit.decision import Decision
 from ratelimit.limits import Limit
 
-__all__ = ["HEADER_MODES", "HeaderPairs", "Reply", "policy_item", "render", "retry_seconds"]
+__all__ = [
+    "HEADER_MODES",
+    "HeaderPairs",
+    "Reply",
+    "policy_item",
+    "render",
+    "retry_seconds",
+    "without_body",
+]
 
 HeaderPairs = list[tuple[bytes, bytes]]
 
@@ -63,9 +71,20 @@ def policy_label(limit: Limit) -> str:
 
 
 def policy_item(limit: Limit) -> bytes:
-    """The ``RateLimit-Policy`` item of one limit: ``"name";q=<quota>;w=<seconds>``."""
-    window = math.ceil(limit.rate.period)
-    return f"{_sf_string(policy_label(limit))};q={limit.rate.limit};w={window}".encode("ascii")
+    """The ``RateLimit-Policy`` item of one limit: ``"name";q=<quota>;w=<seconds>``.
+
+    ``q`` is the limit's capacity, so that ``r`` (what remains) never exceeds it. For the
+    window algorithms that is the rate's limit and ``w`` its period. For a bucket it is the
+    burst, and ``w`` the whole seconds an empty bucket takes to refill it (``burst / r``,
+    rounded up): ``10/second`` with ``burst = 20`` is ``q=20;w=2``, the same long-run rate.
+    """
+    rate = limit.rate
+    quota = limit.capacity
+    if quota == rate.limit:
+        window = math.ceil(rate.period)
+    else:
+        window = max(1, math.ceil(quota * rate.period / rate.limit))
+    return f"{_sf_string(policy_label(limit))};q={quota};w={window}".encode("ascii")
 
 
 def retry_seconds(seconds: float) -> int:
@@ -139,6 +158,13 @@ def too_many_requests(decision: Decision, extra: HeaderPairs) -> Reply:
         headers.append((_RETRY_AFTER, b"%d" % retry))
     headers.extend(extra)
     return Reply(429, headers, body)
+
+
+def without_body(reply: Reply) -> Reply:
+    """``reply`` for a ``HEAD`` request: the same status and headers, no body (a body after a
+    HEAD response would be read as the start of the next response on the connection).
+    ``Content-Length`` still gives the size the body would have (RFC 9110 §9.3.2)."""
+    return Reply(reply.status, reply.headers, b"")
 
 
 #: Seconds a client is asked to wait when the backend is down and ``on_error = "deny"``.

@@ -216,6 +216,20 @@ def _peer_key(peer: str | None, ipv6_prefix: int) -> str:
     return "ip:" + (normalize_ip(peer, ipv6_prefix) or bounded_identity(peer))
 
 
+def first_value(value: str | None) -> str | None:
+    """The first of a header's comma-separated values, stripped.
+
+    A client that sends a key header twice (``k1`` and ``junk``) reaches the adapters as one
+    joined value (``k1,junk``: WSGI servers and Django join repeated fields, ASGI adapters
+    join them too). Starlette and Flask hand the application the first field, so the first
+    value is the identity the application sees — and appending values cannot mint a fresh
+    budget. (An identity can therefore not contain a comma.)
+    """
+    if value is None:
+        return None
+    return value.split(",", 1)[0].strip()
+
+
 def _user_key(request: RequestInfo) -> str | None:
     return request.user()
 
@@ -278,7 +292,7 @@ def compile_key(spec: KeySpec, identity: ClientIdentity) -> Callable[[RequestInf
         name = spec[7:].lower()
 
         def func(request: RequestInfo) -> str | None:
-            return request.header(name)
+            return first_value(request.header(name))
 
     else:
         func = _import(spec)

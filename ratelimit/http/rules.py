@@ -7,10 +7,13 @@ A rule's ``path`` is matched segment by segment against the request path:
 - ``**`` matches any number of segments, none included (``/api/**`` matches ``/api``,
   ``/api/`` and ``/api/v1/items``).
 
-Request paths are normalised before matching: repeated slashes are collapsed and a trailing
-slash is ignored, so ``//auth/login/`` cannot dodge the ``/auth/login`` rule. Methods are
-upper case; a rule for ``GET`` also covers ``HEAD`` (frameworks answer HEAD with the GET
-handler). WebSocket handshakes are matched as ``GET``.
+Request paths are normalised before matching: ``.`` and ``..`` segments are resolved,
+repeated slashes are collapsed and a trailing slash is ignored, so ``//auth/./login/`` cannot
+dodge the ``/auth/login`` rule. The adapters match the path the application routes on (below
+the ASGI ``root_path`` or the WSGI ``SCRIPT_NAME``). Methods are compared case-insensitively
+(``post`` is ``POST``: frameworks route it to the POST view); a rule for ``GET`` also covers
+``HEAD`` (frameworks answer HEAD with the GET handler). WebSocket handshakes are matched as
+``GET``. Matching is linear in the path's length, whatever the pattern.
 """
 
 from __future__ import annotations
@@ -27,7 +30,15 @@ from ratelimit.limits import Limit
 if TYPE_CHECKING:
     from ratelimit.http.keys import RequestInfo
 
-__all__ = ["KeyFunc", "KeySpec", "Rule", "normalize_path"]
+__all__ = [
+    "KNOWN_METHODS",
+    "KeyFunc",
+    "KeySpec",
+    "Rule",
+    "match_segments",
+    "normalize_path",
+    "split_path",
+]
 
 #: A key function: given the request, the client identity (``None`` falls back to ``ip``).
 KeyFunc = Callable[["RequestInfo"], "str | None"]
@@ -35,7 +46,15 @@ KeyFunc = Callable[["RequestInfo"], "str | None"]
 #: ``"module:callable"``, or a Python callable.
 KeySpec = str | KeyFunc
 
-_METHOD_RE = re.compile(r"^[A-Z]+$")
+#: The methods a rule may name: RFC 9110's, PATCH, and WebDAV's. A typo such as ``"POTS"``
+#: would otherwise give a rule that never matches.
+KNOWN_METHODS = frozenset(
+    {
+        *("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"),
+        *("QUERY", "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK"),
+        *("REPORT", "SEARCH"),
+    }
+)
 _PARAM_RE = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\}$")
 #: Identities longer than this are replaced by their SHA-256, so a 10 kB header value cannot
 #: become a 10 kB key in the backend.
@@ -43,39 +62,121 @@ _MAX_IDENTITY = 200
 
 
 def normalize_path(path: str) -> str:
-    """Collapse repeated slashes and drop a trailing slash (``/`` stays ``/``)."""
-    if "//" in path:
-        path = re.sub("/{2,}", "/", path)
+    """The path as rules see it: ``.`` and ``..`` segments resolved, repeated slashes
+    collapsed, a trailing slash dropped (``/`` stays ``/``). Linear in the path's length."""
+    if "//" in path or "/." in path:
+        resolved: list[str] = []
+        for segment in path.split("/"):
+            if segment == "..":
+                if resolved:
+                    resolved.pop()
+            elif segment and segment != ".":
+                resolved.append(segment)
+        return "/" + "/".join(resolved)
     if len(path) > 1 and path.endswith("/"):
         path = path.rstrip("/") or "/"
     return path
 
 
-def _compile_path(path: str) -> tuple[str | None, re.Pattern[str] | None]:
-    """``(exact, None)`` for a literal path, else ``(None, regex)``; ConfigError if invalid."""
+class _Wild:
+    """A pattern segment that is not a literal: ``*`` / ``{param}`` (one) or ``**`` (any)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+#: One non-empty segment (``*``, ``{param}``).
+ONE = _Wild("*")
+#: Any number of segments, none included (``**``).
+ANY = _Wild("**")
+
+Pattern = tuple["str | _Wild", ...]
+
+#: Characters a rule path cannot contain: they never reach the application's router as part
+#: of the path (query, fragment) or are decoded before routing (``%``), so the rule could
+#: never match.
+_NEVER_IN_PATH = {"?": "a query string", "#": "a fragment", "%": "a percent-escape"}
+
+
+def _compile_path(path: str) -> tuple[str | None, Pattern | None]:
+    """``(exact, None)`` for a literal path, else ``(None, segments)``; ConfigError if invalid."""
     if not isinstance(path, str) or not path.startswith("/"):
         raise ConfigError(f"a path must be text starting with '/', got {path!r}")
-    segments = normalize_path(path).split("/")[1:]
-    if not any(s == "*" or s == "**" or s.startswith("{") for s in segments):
-        if "*" in path or "{" in path or "}" in path:
+    for char, what in _NEVER_IN_PATH.items():
+        if char in path:
             raise ConfigError(
-                f"invalid path {path!r}: '*', '**' and '{{param}}' must be whole segments"
+                f"invalid path {path!r}: it contains {char!r} ({what}); rules match the "
+                "decoded path the application routes on, which never contains it"
             )
-        return normalize_path(path), None
-    pattern = ""
+    raw_segments = path.split("/")[1:]
+    if any(s in (".", "..") for s in raw_segments):
+        raise ConfigError(
+            f"invalid path {path!r}: '.' and '..' segments are resolved in request paths "
+            "before matching, so a rule containing them could never match"
+        )
+    if not path.isprintable():
+        raise ConfigError(f"invalid path {path!r}: control characters cannot be matched")
+    segments = normalize_path(path).split("/")[1:]
+    if segments == [""]:
+        segments = []
+    pattern: list[str | _Wild] = []
     for segment in segments:
         if segment == "**":
-            pattern += "(?:/.*)?"
+            if not pattern or pattern[-1] is not ANY:  # '**/**' means '**'
+                pattern.append(ANY)
         elif segment == "*" or _PARAM_RE.match(segment):
-            pattern += "/[^/]+"
+            pattern.append(ONE)
         elif "*" in segment or "{" in segment or "}" in segment:
             raise ConfigError(
                 f"invalid path {path!r}: '*', '**' and '{{param}}' must be whole segments "
                 f"(bad segment {segment!r})"
             )
         else:
-            pattern += "/" + re.escape(segment)
-    return None, re.compile(pattern or "/", re.DOTALL)
+            pattern.append(segment)
+    if all(isinstance(s, str) for s in pattern):
+        return normalize_path(path), None
+    return None, tuple(pattern)
+
+
+def split_path(path: str) -> list[str]:
+    """The segments of a normalised path (``/`` has none)."""
+    return path.split("/")[1:] if path != "/" else []
+
+
+def match_segments(pattern: Pattern, segments: Sequence[str]) -> bool:
+    """Whether ``segments`` (of a normalised path) match ``pattern``.
+
+    Greedy, backtracking only to the last ``**`` seen: at most ``len(segments)`` restarts of
+    at most ``len(pattern)`` steps each, so the cost is linear in the path for a given rule
+    (a regular expression with two ``**`` is quadratic on a long path).
+    """
+    p = s = 0
+    star = -1  # pattern index of the last ANY
+    resume = 0  # where the segments resume after it
+    n_pat, n_seg = len(pattern), len(segments)
+    while s < n_seg:
+        if p < n_pat:
+            token = pattern[p]
+            if token is ANY:
+                star, resume = p, s
+                p += 1
+                continue
+            if token is ONE or token == segments[s]:
+                p += 1
+                s += 1
+                continue
+        if star < 0:
+            return False
+        resume += 1  # let the last ** swallow one more segment
+        p, s = star + 1, resume
+    while p < n_pat and pattern[p] is ANY:
+        p += 1
+    return p == n_pat
 
 
 def key_prefix(spec: KeySpec) -> str:
@@ -127,7 +228,7 @@ class Rule:
     cost: int = 1
     exempt: bool = False
     _exact: str | None = field(init=False, repr=False, compare=False)
-    _regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _pattern: Pattern | None = field(init=False, repr=False, compare=False)
     _methods: frozenset[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -135,19 +236,22 @@ class Rule:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"name: must be non-empty text, got {self.name!r}")
         try:
-            exact, regex = _compile_path(self.path)
+            exact, pattern = _compile_path(self.path)
         except ConfigError as exc:
             raise ConfigError(f"path: {exc}") from None
         set_(self, "_exact", exact)
-        set_(self, "_regex", regex)
+        set_(self, "_pattern", pattern)
         methods = self.methods
         if methods is not None:
             if isinstance(methods, str) or not isinstance(methods, Sequence) or not methods:
                 raise ConfigError(f"methods: must be a non-empty list, got {methods!r}")
             upper = []
             for method in methods:
-                if not isinstance(method, str) or not _METHOD_RE.match(method.upper()):
-                    raise ConfigError(f"methods: invalid method {method!r}")
+                if not isinstance(method, str) or method.upper() not in KNOWN_METHODS:
+                    raise ConfigError(
+                        f"methods: unknown method {method!r} "
+                        f"(use any of: {', '.join(sorted(KNOWN_METHODS))})"
+                    )
                 upper.append(method.upper())
             methods = tuple(upper)
             set_(self, "methods", methods)
@@ -170,6 +274,11 @@ class Rule:
         for limit in limits:
             if not isinstance(limit, Limit):
                 raise ConfigError(f"limits: expected Limit objects, got {limit!r}")
+            if cost > limit.capacity:
+                raise ConfigError(
+                    f"cost: {cost} is more than the capacity of {limit} ({limit.capacity}), "
+                    "so every request would be rejected"
+                )
         if len(limits) == 1:
             names = [self.name]
         else:
@@ -184,13 +293,18 @@ class Rule:
         )
 
     def matches(self, method: str, path: str) -> bool:
-        """Whether the rule applies to ``method`` and an already normalised ``path``."""
+        """Whether the rule applies to ``method`` (any case) and a normalised ``path``."""
+        return self.applies(method.upper(), path, split_path(path))
+
+    def applies(self, method: str, path: str, segments: Sequence[str]) -> bool:
+        """:meth:`matches` for an upper-case method and a path already split by
+        :func:`split_path` (the engine splits once for every rule)."""
         if self._methods is not None and method not in self._methods:
             return False
         if self._exact is not None:
             return path == self._exact
-        assert self._regex is not None
-        return self._regex.fullmatch(path) is not None
+        assert self._pattern is not None
+        return match_segments(self._pattern, segments)
 
     def counter_key(self, identity: str, kind: KeySpec | None = None, ipv6_prefix: int = 64) -> str:
         """The backend key this rule's counters use for a client ``identity``.

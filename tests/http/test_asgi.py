@@ -194,14 +194,24 @@ async def test_shadow_mode_reports_but_never_rejects(
     assert any("shadow mode: would reject POST /login" in m for m in caplog.messages)
 
 
-@pytest.mark.parametrize("error", [None, ConnectionError("redis gone"), TimeoutError()])
-async def test_backend_failure_fails_open(error: Exception | None) -> None:
-    """on_error = allow: a failing backend lets requests through, without a 500."""
-    backend = FailingBackend(error)
+async def test_backend_failure_fails_open() -> None:
+    """on_error = allow: a backend raising BackendError lets requests through, without a 500."""
+    backend = FailingBackend()
     async with asgi_client(middleware(backend, on_error="allow")) as client:
         response = await client.post("/login")
     assert response.status_code == 200 and response.text == "hello"
     assert "ratelimit" not in response.headers and backend.calls == 1
+
+
+@pytest.mark.parametrize("error", [ConnectionError("redis gone"), TypeError("a bug")])
+async def test_non_backend_errors_propagate(error: Exception) -> None:
+    """Only BackendError is an outage: any other exception from deciding propagates (a 500
+    from the framework), even with on_error = allow, instead of silently failing open."""
+    backend = FailingBackend(error)
+    with pytest.raises(type(error)):
+        async with asgi_client(middleware(backend, on_error="allow")) as client:
+            await client.post("/login")
+    assert backend.calls == 1
 
 
 async def test_backend_failure_fails_closed(failing: FailingBackend) -> None:

@@ -30,9 +30,8 @@ algorithm = "fixed_window"
 [[rules]]
 name = "api"
 path = "/api/**"
-limits = ["10/second", "1000/hour"]
+limits = [{ rate = "10/second", burst = 20 }, { rate = "1000/hour", burst = 1500 }]
 algorithm = "token_bucket"
-burst = 20
 key = "header:x-api-key"
 cost = 2
 
@@ -69,7 +68,7 @@ def test_full_file_loads_every_key(tmp_path: Path) -> None:
         "5/minute (fixed_window)"
     ]
     assert api.key == "header:x-api-key" and api.cost == 2
-    assert [limit.burst for limit in api.limits] == [20, 20]
+    assert [limit.burst for limit in api.limits] == [20, 1500]
     assert [limit.name for limit in api.limits] == ["api.0", "api.1"]
     assert upload.limits[0].mode == "shape" and upload.limits[0].max_delay == 2.5
     assert health.exempt and health.limits == () and health.name == "/healthz"
@@ -113,7 +112,10 @@ def test_defaults() -> None:
         ('[[rules]]\npath="/a"\nlimit="1/s"\nalgorithm="leaky_bucket"\nmode="x"\n', ".mode: "),
         ('[[rules]]\npath="/a"\nlimit="1/s"\ncost=0\n', "rules[0].cost: must be a whole"),
         ('[[rules]]\npath="/a"\nlimit="1/s"\nmethods="GET"\n', "rules[0].methods: must be a"),
-        ('[[rules]]\npath="/a"\nlimit="1/s"\nmethods=["G T"]\n', "rules[0].methods: invalid"),
+        (
+            '[[rules]]\npath="/a"\nlimit="1/s"\nmethods=["G T"]\n',
+            "rules[0].methods: unknown method 'G T'",
+        ),
         ('[[rules]]\npath="a"\nlimit="1/s"\n', "rules[0].path: a path must be text starting"),
         ('[[rules]]\npath="/a*"\nlimit="1/s"\n', "rules[0].path: invalid path '/a*'"),
         ('[[rules]]\npath="/a/{x"\nlimit="1/s"\n', "rules[0].path: invalid path"),

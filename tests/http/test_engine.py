@@ -101,7 +101,7 @@ def test_multi_group_backend_failure_goes_to_on_error() -> None:
     ]
     engine = Engine({"rules": rules, "on_error": "deny"}, backend=FailingBackend())
     plan = engine.plan("GET", "/")
-    assert plan is not None and plan.single is None
+    assert plan is not None and len(plan.groups) == 2
     outcome = engine.run(plan, RequestInfo("GET", "/", "192.0.2.1"))
     assert outcome.reply is not None and outcome.reply.status == 503
 

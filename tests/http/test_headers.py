@@ -30,8 +30,10 @@ def test_policy_items() -> None:
     """RateLimit-Policy items carry the quota and the window in whole seconds."""
     assert policy_item(LOGIN) == b'"login";q=5;w=60'
     assert policy_item(Limit("3/1.5s", name="odd")) == b'"odd";q=3;w=2'
+    # A bucket's quota is its burst, its window the time an empty bucket takes to fill: so
+    # r (at most the burst) never exceeds q, and q/w is still the long-run rate.
     assert policy_item(Limit("10/second", algorithm="token_bucket", burst=20, name="b")) == (
-        b'"b";q=10;w=1'
+        b'"b";q=20;w=2'
     )
     assert join_policies([LOGIN, Limit("1/day", name="d")]) == (
         b'"login";q=5;w=60, "d";q=1;w=86400'
