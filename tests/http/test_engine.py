@@ -172,3 +172,33 @@ async def test_without_atomic_cross_key_calls_the_engine_checks_then_consumes(
         assert (await client.get("/api/x", headers={"x-api-key": "k1"})).status_code == 200
     assert backend.each_calls == []
     assert [consume for *_, consume in backend.calls] == [False, False, True, True]
+
+
+def test_on_error_local_decides_in_process_with_a_share_of_each_limit() -> None:
+    """on_error = local: while the backend fails, each limit times local_fraction is
+    enforced in process memory (outcome ``local``), and a 429 still comes when it is spent."""
+    config = {
+        "rules": [{"name": "a", "path": "/**", "limit": "4/minute"}],
+        "on_error": "local",
+        "local_fraction": 0.5,
+    }
+    backend = FailingBackend()
+    engine = Engine(config, backend=backend)
+    plan = engine.plan("GET", "/x")
+    assert plan is not None
+    request = RequestInfo("GET", "/x", "192.0.2.1")
+    outcomes = [engine.run(plan, request) for _ in range(3)]
+    assert [o.kind for o in outcomes] == ["local", "local", "rejected"]
+    assert outcomes[2].reply is not None and outcomes[2].reply.status == 429
+    assert backend.calls == 3  # the shared backend is tried every time (its breaker decides)
+
+
+async def test_on_error_local_async_driver() -> None:
+    """The asyncio driver takes the same local path."""
+    config = {"rules": [{"name": "a", "path": "/**", "limit": "1/minute"}], "on_error": "local"}
+    engine = Engine(config, backend=FailingBackend())
+    plan = engine.plan("GET", "/x")
+    assert plan is not None
+    request = RequestInfo("GET", "/x", "192.0.2.1")
+    kinds = [(await engine.arun(plan, request)).kind for _ in range(2)]
+    assert kinds == ["local", "rejected"]
