@@ -10,7 +10,8 @@ SECRET_KEY = "example-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 
-INSTALLED_APPS: list[str] = []
+# The app registers the settings.RATELIMIT system checks (`manage.py check`).
+INSTALLED_APPS = ["ratelimit.contrib.django"]
 MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "ratelimit.contrib.django.RateLimitMiddleware",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -43,7 +44,14 @@ from ratelimit.http.rules import KeySpec
 from ratelimit.limits import Limit
 from ratelimit.rate import Rate
 
-__all__ = ["DjangoRequest", "RateLimitMiddleware", "configure", "get_engine", "limit"]
+__all__ = [
+    "DjangoRequest",
+    "RateLimitMiddleware",
+    "configure",
+    "get_engine",
+    "limit",
+    "load_settings",
+]
 
 _engine: Engine | None = None
 
@@ -60,11 +68,22 @@ def configure(
     """
     global _engine
     if config is None:
-        config = load_config(getattr(settings, "RATELIMIT", None), name="settings.RATELIMIT")
+        config = load_settings(getattr(settings, "RATELIMIT", None))
     elif not isinstance(config, Config):
-        config = load_config(config, name="settings.RATELIMIT")
+        config = load_settings(config)
     _engine = Engine(config, backend=backend, on_reject=on_reject)
     return _engine
+
+
+def load_settings(source: Any) -> Config:
+    """The :class:`Config` of a ``settings.RATELIMIT`` value (a TOML path, a dict or ``None``).
+
+    Errors name ``settings.RATELIMIT`` for a dict, and the file for a TOML path.
+    """
+    if isinstance(source, Config):
+        return source
+    name = None if isinstance(source, str | os.PathLike) else "settings.RATELIMIT"
+    return load_config(source, name=name)
 
 
 def get_engine() -> Engine:
