@@ -51,6 +51,7 @@ from ratelimit.http.headers import (
     without_body,
 )
 from ratelimit.http.keys import ClientIdentity, RequestInfo, compile_key
+from ratelimit.http.rejections import RejectionCache
 from ratelimit.http.rules import Rule, normalize_path, split_path
 from ratelimit.limits import Limit
 from ratelimit.rate import Rate
@@ -182,6 +183,13 @@ class Engine:
         self.uses_user = any(cfg.key_of(rule) == "user" for rule in cfg.rules)
         for rule in self.rules:
             self._register(rule)
+        #: Rejections of a remote backend answered locally while they hold (see
+        #: :mod:`ratelimit.http.rejections`); none for the memory backend, which answers
+        #: as fast itself. Paid for by the "Redis, every request rejected" variant of
+        #: ``python -m benchmarks.http``.
+        self.rejections: RejectionCache | None = (
+            None if isinstance(self.backend, MemoryBackend) else RejectionCache()
+        )
         #: Records every decided request (metrics, status page); ``None``: nothing runs.
         self.observer: Observer | None = None
         if cfg.metrics_enabled():
@@ -258,18 +266,24 @@ class Engine:
     def flow(self, plan: Plan, request: RequestInfo) -> Generator[Call, list[Decision], Outcome]:
         """The decision logic: yields backend calls, receives their decisions.
 
-        One group: one ``decide``. Several groups: one atomic ``decide_each`` where the backend
-        offers it across keys, else every group checked without consuming, then consumed if
-        all admit.
+        A client the remote backend rejected a moment ago is answered from the rejection
+        cache, with no call at all. Otherwise: one group, one ``decide``; several groups, one
+        atomic ``decide_each`` where the backend offers it across keys, else every group
+        checked without consuming, then consumed if all admit.
         """
-        if len(plan.groups) == 1:
-            group = plan.groups[0]
-            args = (group.key(request), group.limits, group.cost, True)
-            decisions = yield ("decide", args)
+        calls = [(g.key(request), g.limits, g.cost) for g in plan.groups]
+        rejected = self.rejections
+        if rejected:  # not empty: someone was rejected lately
+            cached = rejected.lookup(calls)
+            if cached is not None:
+                return self.outcome(plan, request, [cached])
+        if len(calls) == 1:
+            key, limits, cost = calls[0]
+            decisions = yield ("decide", (key, limits, cost, True))
         elif self.atomic_each:
-            decisions = yield ("decide_each", (self.items(plan, request), True))
+            items = [(key, limit, cost) for key, limits, cost in calls for limit in limits]
+            decisions = yield ("decide_each", (items, True))
         else:
-            calls = [(g.key(request), g.limits, g.cost) for g in plan.groups]
             decisions = []
             for key, limits, cost in calls:  # dry run first: reject without consuming
                 decisions.extend((yield ("decide", (key, limits, cost, False))))
@@ -277,12 +291,19 @@ class Engine:
                 decisions = []
                 for key, limits, cost in calls:
                     decisions.extend((yield ("decide", (key, limits, cost, True))))
-        return self.outcome(plan, request, decisions)
+        outcome = self.outcome(plan, request, decisions)
+        if rejected is not None and outcome.decision is not None and not outcome.decision:
+            self._remember(calls, outcome.decision)
+        return outcome
 
-    @staticmethod
-    def items(plan: Plan, request: RequestInfo) -> list[tuple[str, Limit, int]]:
-        """Every limit of ``plan`` with the key and cost its group gives it (``decide_each``)."""
-        return [(g.key(request), limit, g.cost) for g in plan.groups for limit in g.limits]
+    def _remember(self, calls: list[tuple[str, tuple[Limit, ...], int]], decision: Decision) -> None:
+        """Put a backend's rejection in the rejection cache, under the rejecting limit's key."""
+        assert self.rejections is not None
+        policy = decision.policy.id
+        for key, limits, cost in calls:
+            if any(limit.id == policy for limit in limits):
+                self.rejections.remember(key, decision, cost)
+                return
 
     def failed(self, request: RequestInfo) -> Outcome:
         """The ``on_error`` outcome when the backend failed. Logged by the backend (once per
@@ -346,9 +367,9 @@ class Engine:
     def run(self, plan: Plan, request: RequestInfo) -> Outcome:
         """Decide ``request`` with the blocking backend API."""
         start = time.perf_counter() if self.observer is not None else 0.0
-        flow = self.flow(plan, request)
-        call, local = next(flow), False
+        flow, local = self.flow(plan, request), False
         try:
+            call = next(flow)  # StopIteration at once: answered without the backend
             while True:
                 name, args = call
                 try:
@@ -368,9 +389,9 @@ class Engine:
     async def arun(self, plan: Plan, request: RequestInfo) -> Outcome:
         """Decide ``request`` with the asyncio backend API (``await backend.a<name>``)."""
         start = time.perf_counter() if self.observer is not None else 0.0
-        flow = self.flow(plan, request)
-        call, local = next(flow), False
+        flow, local = self.flow(plan, request), False
         try:
+            call = next(flow)  # StopIteration at once: answered without the backend
             while True:
                 name, args = call
                 try:
