@@ -66,6 +66,8 @@ log = logging.getLogger("ratelimit")
 #: One backend call: the method name (``decide`` or ``decide_each``; the async drivers call
 #: the ``a``-prefixed twin) and its arguments.
 Call = tuple[str, tuple[Any, ...]]
+#: One group's part of a decision: the client key, the limits and the cost.
+GroupCall = tuple[str, tuple[Limit, ...], int]
 #: An overridable 429 handler: ``(request, decision) -> Reply``. The rate-limit headers are
 #: added to its reply.
 RejectHandler = Callable[[RequestInfo, Decision], Reply]
@@ -296,7 +298,7 @@ class Engine:
             self._remember(calls, outcome.decision)
         return outcome
 
-    def _remember(self, calls: list[tuple[str, tuple[Limit, ...], int]], decision: Decision) -> None:
+    def _remember(self, calls: list[GroupCall], decision: Decision) -> None:
         """Put a backend's rejection in the rejection cache, under the rejecting limit's key."""
         assert self.rejections is not None
         policy = decision.policy.id
