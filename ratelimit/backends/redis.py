@@ -11,26 +11,38 @@ Sync calls use a ``redis.Redis`` (or ``RedisCluster``, or a Sentinel master) cli
 ``adecide`` uses a ``redis.asyncio`` client per event loop, and batches the calls made
 concurrently in one loop into one pipeline (:mod:`ratelimit.backends.pipelining`). Both share
 key building, argument packing and reply decoding (:mod:`ratelimit.backends.redis_script`);
-only the I/O call differs.
+only the I/O call differs. Only redis-py's public API is used (``execute_command``,
+``pipeline(transaction=False)``), so every redis-py the project admits works.
 
-Failures (refused connections, timeouts, a Cluster that is down, ...) raise
-:class:`~ratelimit.BackendError`. A circuit breaker stops waiting on Redis after
-``breaker_threshold`` consecutive failures: for ``breaker_cooldown`` seconds calls fail at
-once, then one call probes, and its success closes the breaker (no restart needed).
+``timeout`` (default 0.1 s) bounds each decision's wait, connecting included: the socket
+timeouts of the clients a URL builds, and for asyncio the whole awaited decision.
+
+Failures raise :class:`~ratelimit.BackendError` with a :attr:`~ratelimit.BackendError.kind`
+— and only backend failures do: redis-py errors (refused connections, timeouts, OOM,
+READONLY, CLUSTERDOWN, LOADING, a script error, ...), ``OSError`` and timeouts. Any other
+exception (a bug, a ``TypeError``) propagates unchanged. A circuit breaker stops waiting on
+Redis after ``breaker_threshold`` consecutive failures: for ``breaker_cooldown`` seconds
+calls fail at once, then one call probes, and its success closes the breaker (no restart
+needed). The breaker logs one WARNING per outage and one INFO at recovery
+(:mod:`ratelimit.backends.circuit`).
+
+On its first successful call, the backend reads ``CONFIG GET maxmemory-policy`` once and
+logs a WARNING unless it is ``noeviction``: every key has a TTL, so an evicting policy
+(``volatile-*`` included) can drop live counters and silently under-enforce the limits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
-from redis.exceptions import NoScriptError, ResponseError
+import redis.exceptions as rex
 
 from ratelimit.backends.circuit import CircuitBreaker
 from ratelimit.backends.pipelining import AutoPipeline
@@ -41,51 +53,148 @@ from ratelimit.backends.redis_script import (
     decode,
     key_tag,
     limit_spec,
-    pack_evalsha,
     script_args,
 )
-from ratelimit.backends.redis_url import ClientFactories, client_factories
+from ratelimit.backends.redis_url import (
+    ClientFactories,
+    client_factories,
+    parse_redis_url,
+    redact,
+)
 from ratelimit.decision import Decision
 from ratelimit.errors import BackendError, ConfigError
 from ratelimit.limits import Limit
 
-__all__ = ["RedisBackend"]
+__all__ = ["DEFAULT_TIMEOUT", "RedisBackend", "error_kind"]
 
-#: Default connect and socket timeout, seconds: a rate limiter must not hold requests long.
-DEFAULT_TIMEOUT = 0.5
+#: Default bound on one decision's wait for Redis, seconds, connecting included.
+DEFAULT_TIMEOUT = 0.1
 DEFAULT_PREFIX = "rl:"
 
+logger = logging.getLogger("ratelimit.backend")
 
-def _translate(exc: BaseException) -> tuple[BackendError, bool]:
-    """(the BackendError to raise for ``exc``, whether it is an outage for the breaker)."""
+#: Redis error codes (the first word of an error reply) → kind. redis-py turns some codes
+#: into classes and strips them from the text, so the classes are matched first.
+_CODES = {
+    "OOM": "oom",
+    "READONLY": "readonly",
+    "NOSCRIPT": "script",
+    "BUSY": "script",  # a script is running too long
+    "CLUSTERDOWN": "cluster",
+    "TRYAGAIN": "cluster",
+    "MASTERDOWN": "cluster",
+    "MOVED": "cluster",
+    "ASK": "cluster",
+    "CROSSSLOT": "cluster",
+    "LOADING": "loading",
+}
+_CLASSES: tuple[tuple[type[BaseException], str], ...] = (
+    (rex.BusyLoadingError, "loading"),  # a ConnectionError subclass: before it
+    (rex.TimeoutError, "timeout"),
+    (TimeoutError, "timeout"),  # asyncio.timeout, socket timeouts (OSError below)
+    (rex.ConnectionError, "connection"),
+    (rex.OutOfMemoryError, "oom"),
+    (rex.ReadOnlyError, "readonly"),
+    (rex.NoScriptError, "script"),
+    (rex.ClusterError, "cluster"),
+    (rex.RedisClusterException, "cluster"),
+    (rex.TryAgainError, "cluster"),
+    (rex.AskError, "cluster"),
+    (rex.ClusterCrossSlotError, "cluster"),
+    (OSError, "connection"),
+)
+
+
+def error_kind(exc: BaseException) -> str | None:
+    """The :attr:`BackendError.kind` of a client exception, or ``None`` when ``exc`` is not
+    a backend failure (a bug, a wrong argument: those must propagate, not fail open)."""
     if isinstance(exc, BackendError):
-        return exc, False
-    if isinstance(exc, ResponseError) and not _is_cluster_trouble(exc):
-        return BackendError(f"Redis rejected the rate-limit script: {exc}"), False
-    if isinstance(exc, asyncio.CancelledError):
-        return BackendError("the Redis call was cancelled"), False
-    return BackendError(f"Redis unavailable: {type(exc).__name__}: {exc}"), True
+        return exc.kind
+    for cls, kind in _CLASSES:
+        if isinstance(exc, cls):
+            return kind
+    if isinstance(exc, rex.ResponseError):
+        text = str(exc)
+        code = text.split(" ", 1)[0]
+        if code in _CODES:
+            return _CODES[code]
+        if "script" in text.lower():  # "ERR Error running script ...", "user_script:1: ..."
+            return "script"
+        return "other"
+    if isinstance(exc, rex.RedisError):
+        return "other"
+    return None
 
 
-def _is_cluster_trouble(exc: BaseException) -> bool:
-    text = str(exc)
-    return text.startswith(("CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "LOADING", "READONLY"))
+def _translate(exc: BaseException) -> BackendError | None:
+    """The BackendError to raise for a client exception, or None to let it propagate."""
+    if isinstance(exc, BackendError):
+        return exc
+    kind = error_kind(exc)
+    if kind is None:
+        return None
+    text = str(exc) or ("no reply in time" if kind == "timeout" else "no details")
+    return BackendError(f"Redis unavailable ({kind}): {type(exc).__name__}: {text}", kind=kind)
+
+
+def _policies(reply: Any) -> list[str]:
+    """Every ``maxmemory-policy`` value in a ``CONFIG GET`` reply (a dict, a flat list, or a
+    Cluster's dict per node)."""
+    found: list[str] = []
+
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if text(key) == "maxmemory-policy" and isinstance(item, bytes | str):
+                    found.append(text(item))
+                else:
+                    walk(item)
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                if isinstance(item, bytes | str) and text(item) == "maxmemory-policy":
+                    if i + 1 < len(value):
+                        found.append(text(value[i + 1]))
+                else:
+                    walk(item)
+
+    walk(reply)
+    return found
 
 
 class _AsyncSide:
     """The asyncio client of one event loop and its auto-pipeline."""
 
-    __slots__ = ("client", "extras", "owned", "pipeline", "raw")
+    __slots__ = ("client", "extras", "owned", "pipeline")
 
     def __init__(
-        self, client: Any, owned: bool, breaker: CircuitBreaker, extras: list[Any] | None = None
+        self, client: Any, owned: bool, backend: RedisBackend, extras: list[Any] | None = None
     ) -> None:
         self.client = client
         self.owned = owned
         self.extras = extras or []
-        #: Whether batches are written as raw RESP (not a Cluster client): pre-pack calls.
-        self.raw = getattr(client, "connection_pool", None) is not None
-        self.pipeline = AutoPipeline(client, SCRIPT_SHA, SCRIPT, breaker, _translate)
+        self.pipeline = AutoPipeline(
+            client,
+            SCRIPT_SHA,
+            SCRIPT,
+            backend.breaker,
+            _translate,
+            backend.timeout,
+            on_success=lambda: backend._first_async_success(client),
+        )
+
+
+def _check_timeout(timeout: object) -> float:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise ConfigError(f"Redis timeout must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
 
 
 class RedisBackend:
@@ -102,6 +211,9 @@ class RedisBackend:
         clock: seconds as a float; when given, decisions use it instead of Redis ``TIME``
             (tests, simulations, or a fleet with a trusted common clock).
         prefix: prepended to every key (no ``{`` or ``}``: the hash tag is ours).
+        timeout: seconds one asyncio decision may wait in all (default 0.1). Clients built
+            from a URL also get it as their connect and socket timeouts (the sync bound);
+            clients you pass keep their own socket timeouts.
         ttl_pad_ms: milliseconds added to every TTL. Leave it at 0 (TTLs then equal the time
             until the state is fresh); a test clock that runs slower than real time needs
             some, since Redis expires keys in real time. The state carries its own times, so
@@ -109,6 +221,14 @@ class RedisBackend:
         breaker_threshold: consecutive failures that open the circuit breaker.
         breaker_cooldown: seconds the breaker stays open before one call probes Redis.
         breaker_clock: the breaker's clock (seconds, monotonic), injectable for tests.
+        on_error_kind: called with the :attr:`~ratelimit.BackendError.kind` of every failed
+            decision (``"circuit_open"`` for the fast ones), e.g. to count
+            ``ratelimit_backend_errors_total{kind}``. Also settable as an attribute.
+        on_state: called with ``False`` when the circuit opens and ``True`` when it closes
+            (``ratelimit_backend_up``). Also settable as an attribute.
+
+    :attr:`breaker` (``breaker.is_open``), :attr:`is_up` and :attr:`last_error_kind` tell the
+    current health.
     """
 
     def __init__(
@@ -118,12 +238,16 @@ class RedisBackend:
         async_client: Any = None,
         clock: Callable[[], float] | None = None,
         prefix: str = DEFAULT_PREFIX,
+        timeout: float = DEFAULT_TIMEOUT,
         ttl_pad_ms: int = 0,
         breaker_threshold: int = 5,
         breaker_cooldown: float = 1.0,
         breaker_clock: Callable[[], float] = time.monotonic,
+        on_error_kind: Callable[[str], None] | None = None,
+        on_state: Callable[[bool], None] | None = None,
         _factories: ClientFactories | None = None,
         _cluster: bool | None = None,
+        _name: str = "Redis",
     ) -> None:
         if not isinstance(prefix, str) or "{" in prefix or "}" in prefix:
             raise ConfigError(f"Redis key prefix must be text without '{{' or '}}', got {prefix!r}")
@@ -135,6 +259,7 @@ class RedisBackend:
             raise ConfigError("RedisBackend needs a client, an async_client, or a URL (from_url)")
         self.prefix = prefix
         self._prefix = prefix.encode()
+        self.timeout = _check_timeout(timeout)
         if _cluster is None:
             _cluster = any("Cluster" in type(c).__name__ for c in (client, async_client))
         #: Whether :meth:`decide_each` may join the keys of different clients in one atomic
@@ -142,7 +267,13 @@ class RedisBackend:
         self.atomic_across_keys = not _cluster
         self._clock = clock
         self._pad = str(ttl_pad_ms).encode()
-        self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown, breaker_clock)
+        self.breaker = CircuitBreaker(
+            breaker_threshold, breaker_cooldown, breaker_clock, name=_name, on_state=on_state
+        )
+        #: Called with the kind of every failed decision (see the class docstring).
+        self.on_error_kind = on_error_kind
+        #: The kind of the last failure (``None`` until one happens).
+        self.last_error_kind: str | None = None
         self._client = client
         self._client_extras: list[Any] = []
         self._async_client = async_client
@@ -154,6 +285,8 @@ class RedisBackend:
         self._shared_side: _AsyncSide | None = None
         # The side used last, to skip the weak-dictionary lookup (one loop is the usual case).
         self._last: tuple[asyncio.AbstractEventLoop, _AsyncSide] | None = None
+        self._policy_checked = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_url(
@@ -162,39 +295,57 @@ class RedisBackend:
         *,
         clock: Callable[[], float] | None = None,
         prefix: str = DEFAULT_PREFIX,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = None,
         ttl_pad_ms: int = 0,
         breaker_threshold: int = 5,
         breaker_cooldown: float = 1.0,
         breaker_clock: Callable[[], float] = time.monotonic,
+        on_error_kind: Callable[[str], None] | None = None,
+        on_state: Callable[[bool], None] | None = None,
         **options: Any,
     ) -> RedisBackend:
         """A backend for ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://`` or
         ``redis+sentinel://`` URLs (see :mod:`ratelimit.backends.redis_url`).
 
-        ``timeout`` (seconds) bounds connecting and every reply. Other keyword ``options``
-        go to the redis-py client constructors (for example ``max_connections``). Nothing
-        connects until the first decision, so an app starts even while Redis is down.
+        ``timeout`` (seconds) bounds connecting and every reply: when ``None``, the URL's
+        ``?timeout=``, else 0.1. Other keyword ``options`` go to the redis-py client
+        constructors (for example ``max_connections``). Nothing connects until the first
+        decision, so an app starts even while Redis is down.
         """
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not math.isfinite(timeout)
-            or timeout <= 0
-        ):
-            raise ConfigError(f"Redis timeout must be a positive number of seconds: {timeout!r}")
         if not isinstance(url, str):
-            raise ConfigError(f"invalid Redis URL {url!r}")
+            raise ConfigError(f"invalid backend URL {url!r}: expected text")
+        target = parse_redis_url(url)
+        if timeout is None:
+            timeout = target.timeout if target.timeout is not None else DEFAULT_TIMEOUT
+        seconds = _check_timeout(timeout)
         return cls(
             clock=clock,
             prefix=prefix,
+            timeout=seconds,
             ttl_pad_ms=ttl_pad_ms,
             breaker_threshold=breaker_threshold,
             breaker_cooldown=breaker_cooldown,
             breaker_clock=breaker_clock,
-            _factories=client_factories(url, float(timeout), options),
-            _cluster=urlsplit(url).scheme.lower() == "redis+cluster",
+            on_error_kind=on_error_kind,
+            on_state=on_state,
+            _factories=client_factories(target, seconds, options),
+            _cluster=target.scheme == "redis+cluster",
+            _name=f"Redis {redact(url)}",
         )
+
+    @property
+    def on_state(self) -> Callable[[bool], None] | None:
+        """Called with ``False`` when the circuit opens, ``True`` when it closes."""
+        return self.breaker.on_state
+
+    @on_state.setter
+    def on_state(self, callback: Callable[[bool], None] | None) -> None:
+        self.breaker.on_state = callback
+
+    @property
+    def is_up(self) -> bool:
+        """Whether decisions currently reach Redis (the circuit is closed)."""
+        return not self.breaker.is_open
 
     # -- what both paths share -------------------------------------------------------------
 
@@ -238,12 +389,83 @@ class RedisBackend:
             raise BackendError(f"the clock gave {ms} ms: the Redis backend needs 0 ≤ t < 2**48")
         return b"%d" % ms
 
-    def _failed(self, exc: BaseException) -> BackendError:
-        """The BackendError to raise for a client error, counting outages for the breaker."""
-        error, outage = _translate(exc)
-        if outage:
-            self.breaker.failure()
+    # -- failures and health --------------------------------------------------------------
+
+    def _report(self, error: BackendError) -> BackendError:
+        """Note a failed decision's kind (for metrics) and hand the error back."""
+        self.last_error_kind = error.kind
+        callback = self.on_error_kind
+        if callback is not None:
+            callback(error.kind)
         return error
+
+    def _check(self) -> None:
+        """Fail at once while the circuit is open (a failed decision like any other)."""
+        try:
+            self.breaker.check()
+        except BackendError as error:
+            raise self._report(error) from None
+
+    def _failed(self, exc: BaseException) -> BackendError | None:
+        """The BackendError for a client exception, fed to the breaker; ``None`` when ``exc``
+        is no backend failure (the caller re-raises it unchanged)."""
+        error = _translate(exc)
+        if error is None:
+            return None
+        if error is not exc:
+            error.__cause__ = exc
+        self.breaker.failure(error)
+        return self._report(error)
+
+    def _first_success(self, client: Any) -> None:
+        """After the first sync call that worked: check ``maxmemory-policy`` once."""
+        if self._policy_checked:
+            return
+        self._policy_checked = True
+        try:
+            reply = client.config_get("maxmemory-policy")
+        except Exception as exc:
+            if error_kind(exc) is None:
+                raise
+            logger.debug("CONFIG GET maxmemory-policy failed (not allowed here?): %s", exc)
+            return
+        self._warn_policy(reply)
+
+    def _first_async_success(self, client: Any) -> None:
+        """After the first asyncio batch that worked: check ``maxmemory-policy`` once, in
+        the background (no decision waits for it)."""
+        if self._policy_checked:
+            return
+        self._policy_checked = True
+        task = asyncio.ensure_future(self._acheck_policy(client))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _acheck_policy(self, client: Any) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                reply = await client.config_get("maxmemory-policy")
+        except Exception as exc:
+            if error_kind(exc) is None:
+                raise
+            logger.debug("CONFIG GET maxmemory-policy failed (not allowed here?): %s", exc)
+            return
+        self._warn_policy(reply)
+
+    def _warn_policy(self, reply: Any) -> None:
+        evicting = sorted({p for p in _policies(reply) if p != "noeviction"})
+        if evicting:
+            logger.warning(
+                "%s has maxmemory-policy %s: when Redis reaches maxmemory it can evict live "
+                "rate-limit counters (every one has a TTL, so volatile-* policies evict them "
+                "too), and the limits are then silently under-enforced. Set "
+                "maxmemory-policy noeviction (writes then fail with OOM, which goes to "
+                "on_error), or use a Redis of its own for rate limiting.",
+                self.breaker.name,
+                "/".join(evicting),
+            )
+        else:
+            logger.debug("%s: maxmemory-policy %s", self.breaker.name, _policies(reply))
 
     # -- sync ------------------------------------------------------------------------------
 
@@ -256,24 +478,30 @@ class RedisBackend:
                         raise ConfigError("this RedisBackend has no sync client (async only)")
                     try:
                         self._client, self._client_extras = self._factories[0]()
-                    except ConfigError:
-                        raise
-                    except Exception as exc:
-                        raise self._failed(exc) from exc
+                    except Exception as exc:  # a Cluster client connects when built
+                        error = self._failed(exc)
+                        if error is None:
+                            raise
+                        raise error from exc
                 client = self._client
         return client
 
     def _call(self, keys: list[bytes], args: list[bytes]) -> Any:
-        self.breaker.check()
+        self._check()
         client = self._client or self._sync_client()
         try:
             try:
                 reply = client.execute_command("EVALSHA", SCRIPT_SHA, len(keys), *keys, *args)
-            except NoScriptError:  # SCRIPT FLUSH, a restart or a new node: EVAL caches it
+            except rex.NoScriptError:  # SCRIPT FLUSH, a restart or a new node: EVAL caches it
                 reply = client.execute_command("EVAL", SCRIPT, len(keys), *keys, *args)
         except Exception as exc:
-            raise self._failed(exc) from exc
+            error = self._failed(exc)
+            if error is None:
+                raise
+            raise error from exc
         self.breaker.success()
+        if not self._policy_checked:
+            self._first_success(client)
         return reply
 
     def decide(
@@ -295,13 +523,15 @@ class RedisBackend:
     def reset(self, key: str, limits: Sequence[Limit]) -> None:
         """Forget ``key``'s counters under ``limits`` (one ``DEL``, one slot)."""
         keys = [self.key_for(key, limit) for limit in limits]
-        self.breaker.check()
+        self._check()
+        client = self._sync_client()
         try:
-            self._sync_client().delete(*keys)
-        except BackendError:
-            raise
+            client.delete(*keys)
         except Exception as exc:
-            raise self._failed(exc) from exc
+            error = self._failed(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     def close(self) -> None:
         """Close the sync client if this backend created it."""
@@ -318,7 +548,7 @@ class RedisBackend:
         if self._async_client is not None:
             side = self._shared_side
             if side is None:
-                side = self._shared_side = _AsyncSide(self._async_client, False, self.breaker)
+                side = self._shared_side = _AsyncSide(self._async_client, False, self)
             return side
         loop = asyncio.get_running_loop()
         last = self._last
@@ -329,39 +559,53 @@ class RedisBackend:
             if self._factories is None:
                 raise ConfigError("this RedisBackend has no asyncio client: pass async_client=")
             client, extras = self._factories[1]()
-            side = self._sides[loop] = _AsyncSide(client, True, self.breaker, extras)
+            side = self._sides[loop] = _AsyncSide(client, True, self, extras)
         self._last = (loop, side)
         return side
+
+    async def _acall(self, keys: list[bytes], args: list[bytes]) -> Any:
+        """One auto-pipelined script call, awaited for at most :attr:`timeout` seconds."""
+        self._check()
+        future = self._side().pipeline.call(keys, args)
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await future
+        except BackendError as error:  # the batch failed (already fed to the breaker)
+            raise self._report(error) from error.__cause__
+        except TimeoutError as exc:  # this caller's own deadline
+            late = BackendError(
+                f"Redis unavailable (timeout): no reply in {self.timeout:g}s", kind="timeout"
+            )
+            self.breaker.failure(late)
+            raise self._report(late) from exc
 
     async def adecide(
         self, key: str, limits: Sequence[Limit], cost: int, consume: bool = True
     ) -> list[Decision]:
         """:meth:`decide` for asyncio code: auto-pipelined with concurrent calls."""
         specs, keys, args = self._request(key, limits, cost, consume)
-        self.breaker.check()
-        side = self._side()
-        packed = pack_evalsha(specs, keys, args) if side.raw else None
-        reply = await side.pipeline.call(keys, args, packed)
-        return decode(specs, reply)
+        return decode(specs, await self._acall(keys, args))
 
     async def adecide_each(
         self, items: Sequence[tuple[str, Limit, int]], consume: bool = True
     ) -> list[Decision]:
         """:meth:`decide_each` for asyncio code (auto-pipelined like :meth:`adecide`)."""
         specs, keys, args = self._request_each(items, consume)
-        self.breaker.check()
-        side = self._side()
-        packed = pack_evalsha(specs, keys, args) if side.raw else None
-        return decode(specs, await side.pipeline.call(keys, args, packed))
+        return decode(specs, await self._acall(keys, args))
 
     async def areset(self, key: str, limits: Sequence[Limit]) -> None:
-        """:meth:`reset` for asyncio code."""
+        """:meth:`reset` for asyncio code (bounded by :attr:`timeout`)."""
         keys = [self.key_for(key, limit) for limit in limits]
-        self.breaker.check()
+        self._check()
+        client = self._side().client
         try:
-            await self._side().client.delete(*keys)
+            async with asyncio.timeout(self.timeout):
+                await client.delete(*keys)
         except Exception as exc:
-            raise self._failed(exc) from exc
+            error = self._failed(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     async def aclose(self) -> None:
         """Close the asyncio client this backend created for the running event loop."""
@@ -369,6 +613,11 @@ class RedisBackend:
         side = self._sides.pop(loop, None)
         if self._last is not None and self._last[0] is loop:
             self._last = None
+        # A pending maxmemory-policy check ends within the timeout: let it, so that its
+        # connection is not cut in the middle of connecting.
+        mine = [task for task in self._tasks if task.get_loop() is loop]
+        if mine:
+            await asyncio.gather(*mine, return_exceptions=True)
         if side is not None and side.owned:
             await side.client.aclose()
             for extra in side.extras:
@@ -376,4 +625,4 @@ class RedisBackend:
 
     def __repr__(self) -> str:
         clock = "Redis TIME" if self._clock is None else "given clock"
-        return f"<RedisBackend prefix={self.prefix!r} clock={clock}>"
+        return f"<RedisBackend prefix={self.prefix!r} clock={clock} timeout={self.timeout:g}s>"

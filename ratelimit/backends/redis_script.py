@@ -32,7 +32,6 @@ __all__ = [
     "decode",
     "key_tag",
     "limit_spec",
-    "pack_evalsha",
     "script_args",
 ]
 
@@ -70,7 +69,7 @@ def _width(n: int) -> int:
 class LimitSpec:
     """A limit as the script sees it: its key suffix and its six arguments."""
 
-    __slots__ = ("args", "capacity", "limit", "resp", "suffix")
+    __slots__ = ("args", "capacity", "limit", "suffix")
 
     def __init__(self, limit: Limit) -> None:
         self.limit = limit
@@ -102,8 +101,6 @@ class LimitSpec:
             str(v).encode()
             for v in (code, rate.limit, rate.period_ms, limit.capacity, fmt, max_wait)
         )
-        #: The same six arguments as RESP bulk strings (for the raw asyncio pipeline).
-        self.resp = b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in self.args)
 
 
 _specs: dict[int, tuple[Limit, LimitSpec]] = {}
@@ -148,36 +145,6 @@ def script_args(
     for spec in specs:
         head.extend(spec.args)
     return head
-
-
-_EVALSHA = b"$7\r\nEVALSHA\r\n$40\r\n" + SCRIPT_SHA.encode() + b"\r\n"
-_heads: dict[tuple[bytes, ...], bytes] = {}
-
-
-def pack_evalsha(specs: Sequence[LimitSpec], keys: Sequence[bytes], args: Sequence[bytes]) -> bytes:
-    """The whole ``EVALSHA`` command for ``keys`` and ``args`` as RESP bytes, ready to write.
-
-    Only the keys are encoded per call: the command, the script's SHA, the head arguments
-    (cached while they repeat, as they do with the server clock) and each limit's six
-    arguments (:attr:`LimitSpec.resp`) are encoded once.
-    """
-    head_args = tuple(args[:HEAD_ARGS])
-    head = _heads.get(head_args)
-    if head is None:
-        head = b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in head_args)
-        if len(_heads) < 256:
-            _heads[head_args] = head
-    parts = [
-        b"*%d\r\n" % (3 + len(keys) + len(args)),
-        _EVALSHA,
-        b"$%d\r\n%d\r\n" % (len(str(len(keys))), len(keys)),
-    ]
-    for key in keys:
-        parts.append(b"$%d\r\n%s\r\n" % (len(key), key))
-    parts.append(head)
-    for spec in specs:
-        parts.append(spec.resp)
-    return b"".join(parts)
 
 
 def decode(specs: Sequence[LimitSpec], reply: Any) -> list[Decision]:

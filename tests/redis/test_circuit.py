@@ -6,7 +6,7 @@ import pytest
 
 from ratelimit import BackendError, ConfigError, RedisBackend
 from ratelimit.backends.circuit import CircuitBreaker
-from ratelimit.backends.redis_url import _credentials, _hosts
+from ratelimit.backends.redis_url import parse_redis_url
 from tests.conftest import FakeClock
 
 
@@ -84,15 +84,15 @@ def test_breaker_settings_are_checked(kwargs: dict[str, object], match: str) -> 
 
 
 def test_url_hosts_and_credentials() -> None:
-    """Cluster and Sentinel URLs give their host lists and credentials."""
-    url = "redis+cluster://user:p%40ss@10.0.0.1:7000,[::1]:7001"
-    assert _hosts(url, "user:p%40ss@10.0.0.1:7000,[::1]:7001") == [
-        ("10.0.0.1", 7000),
-        ("::1", 7001),
-    ]
-    assert _credentials("user:p%40ss@h:1") == {"username": "user", "password": "p@ss"}
-    assert _credentials(":secret@h:1") == {"password": "secret"}
-    assert _credentials("h:1") == {}
+    """Cluster and Sentinel URLs give their host lists, credentials, service and database."""
+    target = parse_redis_url("redis+cluster://user:p%40ss@10.0.0.1:7000,[::1]:7001?timeout=0.3")
+    assert target.hosts == (("10.0.0.1", 7000), ("::1", 7001))
+    assert target.credentials == {"username": "user", "password": "p@ss"}
+    assert target.timeout == 0.3
+    sentinel = parse_redis_url("redis+sentinel://:secret@h:1,h2:2/my%20master/3")
+    assert sentinel.credentials == {"password": "secret"}
+    assert (sentinel.service, sentinel.db, sentinel.timeout) == ("my master", 3, None)
+    assert parse_redis_url("redis+cluster://h:1").credentials == {}
 
 
 @pytest.mark.parametrize(

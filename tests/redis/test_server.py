@@ -9,7 +9,7 @@ import signal
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -226,41 +226,37 @@ async def test_concurrent_ahit_is_exact(redis_url: str) -> None:
     await backend.aclose()
 
 
-async def test_concurrent_calls_share_one_pipeline(redis_url: str) -> None:
-    """64 concurrent adecide calls go out as two batches of 32 (max_batch), not 64 trips."""
+async def test_concurrent_calls_share_one_pipeline(redis_url: str, redis_client: Any) -> None:
+    """64 concurrent adecide calls go out as two pipelines of 32 (max_batch), not 64 trips,
+    through redis-py's public pipeline API."""
     import redis.asyncio
 
-    class CountingPool(redis.asyncio.ConnectionPool):
-        checkouts = 0
-        writes: ClassVar[list[int]] = []
+    client = redis.asyncio.Redis.from_url(redis_url)
+    sizes: list[int] = []
+    make_pipeline = client.pipeline
 
-        async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-            CountingPool.checkouts += 1
-            conn = await super().get_connection(*args, **kwargs)
-            if getattr(conn, "counted", False):
-                return conn
-            conn.counted = True
-            send = conn.send_packed_command
+    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = make_pipeline(*args, **kwargs)
+        execute = pipe.execute
 
-            async def counting_send(command: Any, check_health: bool = True) -> None:
-                CountingPool.writes.append(len(command))
-                await send(command, check_health)
+        async def counted(*a: Any, **k: Any) -> Any:
+            sizes.append(len(pipe))  # the commands queued in this pipeline
+            return await execute(*a, **k)
 
-            conn.send_packed_command = counting_send
-            return conn
+        pipe.execute = counted
+        return pipe
 
-    client = redis.asyncio.Redis.from_pool(CountingPool.from_url(redis_url))
+    client.pipeline = counting_pipeline  # type: ignore[method-assign]
     backend = RedisBackend(async_client=client, clock=lambda: 1.0)
     limit = Limit("50/minute")
     await backend.adecide("warm-up", [limit], 1)  # a batch of one: EVALSHA, NOSCRIPT, EVAL
-    CountingPool.checkouts = 0
-    CountingPool.writes.clear()
+    assert sizes == []  # a batch of one is a plain execute_command
+    redis_client.config_resetstat()
     decisions = await asyncio.gather(*(backend.adecide(f"k{i % 4}", [limit], 1) for i in range(64)))
-    assert CountingPool.checkouts == 2
-    assert len(CountingPool.writes) == 2
-    assert CountingPool.writes[0] == CountingPool.writes[1]  # 32 calls each
+    assert sizes == [32, 32]
     assert sum(d[0].allowed for d in decisions) == 64
     assert sorted(d[0].remaining for d in decisions)[:4] == [34, 34, 34, 34]
+    assert redis_client.info("commandstats")["cmdstat_evalsha"]["calls"] == 64
     await client.aclose()
 
 
