@@ -203,7 +203,7 @@ def test_key_layout_and_hostile_client_keys(script_client: Any) -> None:
         assert key.startswith(b"app:{")
         tag = key[4 : key.index(b"}") + 1]
         assert len(tag) == 18 and tag.count(b"{") == 1 and tag.count(b"}") == 1
-        assert len(key) <= 28  # the 32-byte allocation class (see docs/redis.md)
+        assert len(key) <= 28  # the 32-byte allocation class (see docs/backends.md)
     for k in hostile:
         assert backend.decide(k, [limit], 1)[0].allowed
     for k in hostile:
