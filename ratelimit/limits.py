@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ratelimit.algorithms import ALGORITHMS
+from ratelimit.algorithms.concurrency import Concurrency
 from ratelimit.algorithms.fixed_window import FixedWindow
 from ratelimit.algorithms.leaky_bucket import LeakyBucket
 from ratelimit.algorithms.sliding_log import SlidingLog
@@ -38,6 +39,7 @@ _IMPLEMENTATIONS: dict[str, Any] = {
     "sliding_log": SlidingLog,
     "token_bucket": TokenBucket,
     "leaky_bucket": LeakyBucket,
+    "concurrency": Concurrency,
 }
 
 
@@ -48,7 +50,9 @@ class Limit:
     Args:
         rate: a :class:`Rate` or rate text such as ``"10/second"``.
         algorithm: one of ``fixed_window`` (default), ``sliding_window``, ``sliding_log``,
-            ``token_bucket``, ``leaky_bucket``.
+            ``token_bucket``, ``leaky_bucket``, or ``concurrency`` (the rate's limit is the
+            requests in flight, its period the lease: ``Limit(Rate(2, 60), "concurrency")``;
+            taken with ``acquire`` and given back with ``release``, not decided).
         burst: the bucket size for ``token_bucket`` and ``leaky_bucket`` (default: the rate's
             limit). Not accepted by the window algorithms.
         name: names the counter; limits with the same name share counters. Default: derived

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from ratelimit.errors import ConfigError
 
-__all__ = ["MAX_EXACT", "Rate"]
+__all__ = ["MAX_EXACT", "Rate", "parse_duration"]
 
 #: Largest integer the engine (and the Redis scripts, which compute in doubles) keeps exact.
 #: ``limit × period_ms`` and ``burst × period_ms`` must stay at or below it.
@@ -108,6 +108,38 @@ class Rate:
             if count == int(count) and count >= 1:
                 return f"{self.limit}/{int(count)} {_UNIT_NAMES[seconds]}s"
         return f"{self.limit}/{self.period:g} seconds"
+
+
+_DURATION_RE = re.compile(
+    r"^\s*(?P<mult>[0-9]+(?:\.[0-9]+)?|\.[0-9]+)?\s*(?P<unit>[a-z]+)\s*$", re.ASCII
+)
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a duration: a number of seconds, or text such as ``"60 seconds"``,
+    ``"15 minutes"``, ``"1 hour"``, ``"1 day"``, ``"90s"`` (the units of rates).
+
+    Raises:
+        ConfigError: naming the text, for anything else or a duration that is not > 0.
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"invalid duration {value!r}: expected seconds or text like '1 hour'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION_RE.match(value.lower())
+        unit = _UNITS.get(match["unit"]) if match else None
+        if match is None or unit is None:
+            raise ConfigError(
+                f"invalid duration {value!r}: expected text such as '60 seconds', "
+                "'15 minutes', '1 hour' or '1 day'"
+            )
+        seconds = float(match["mult"] or 1) * unit
+    else:
+        raise ConfigError(f"invalid duration {value!r}: expected seconds or text like '1 hour'")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"invalid duration {value!r}: must be longer than zero")
+    return seconds
 
 
 @lru_cache(maxsize=1024)

@@ -25,10 +25,18 @@ from ratelimit.decision import Decision
 if TYPE_CHECKING:
     from ratelimit.limits import Limit
 
-__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmBase"]
+__all__ = ["ALGORITHMS", "RATE_ALGORITHMS", "Algorithm", "AlgorithmBase"]
 
-#: The algorithm names accepted by ``Limit(algorithm=...)``.
-ALGORITHMS = ("fixed_window", "sliding_window", "sliding_log", "token_bucket", "leaky_bucket")
+#: The rate algorithm names accepted by ``Limit(algorithm=...)``.
+RATE_ALGORITHMS = (
+    "fixed_window",
+    "sliding_window",
+    "sliding_log",
+    "token_bucket",
+    "leaky_bucket",
+)
+#: Every algorithm name: the rates, and ``concurrency`` (requests in flight, with leases).
+ALGORITHMS = (*RATE_ALGORITHMS, "concurrency")
 
 
 class Algorithm(Protocol):

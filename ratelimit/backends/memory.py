@@ -12,11 +12,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ratelimit.algorithms import Algorithm
+from ratelimit.algorithms.concurrency import Concurrency
 from ratelimit.decision import Decision, combine
 from ratelimit.errors import ConfigError
 from ratelimit.limits import Limit, as_limits, check_cost
 
 __all__ = ["MemoryBackend"]
+
+
+def _concurrency(limit: Limit) -> Concurrency:
+    impl = limit.impl
+    if not isinstance(impl, Concurrency):
+        raise ConfigError(f"{limit} is not a concurrency limit (algorithm = 'concurrency')")
+    return impl
 
 #: How many least-recently-used entries an insert looks at for expiry (bounded work per call).
 _EXPIRE_PER_INSERT = 2
@@ -164,6 +172,46 @@ class MemoryBackend:
     ) -> list[Decision]:
         """:meth:`decide` for asyncio code (never blocks beyond the lock's microseconds)."""
         return self.decide(key, limits, cost, consume)
+
+    def acquire(self, key: str, limit: Limit, token: str) -> Decision:
+        """Take a lease of the concurrency ``limit`` for ``key`` under ``token`` (unique per
+        request); a rejected decision when every slot is held. See
+        :mod:`ratelimit.algorithms.concurrency`."""
+        impl = _concurrency(limit)
+        now = self.now_ms()
+        with self._lock:
+            table = self._tables.get(limit.id) or self._table(limit)
+            state = table.data.get(key)
+            new_state, decision = impl.acquire(state, now, token)
+            if new_state is not None:
+                table.data.pop(key, None)
+                table.data[key] = new_state
+                if state is None:
+                    self._added(table, now)
+            return decision
+
+    def release(self, key: str, limit: Limit, token: str) -> None:
+        """Give back ``token``'s lease of ``limit`` for ``key`` (nothing if it expired)."""
+        impl = _concurrency(limit)
+        now = self.now_ms()
+        with self._lock:
+            table = self._tables.get(limit.id)
+            if table is None or key not in table.data:
+                return
+            left = impl.release(table.data[key], now, token)
+            if left is None:
+                del table.data[key]
+                self._size -= 1
+            else:
+                table.data[key] = left
+
+    async def aacquire(self, key: str, limit: Limit, token: str) -> Decision:
+        """:meth:`acquire` for asyncio code."""
+        return self.acquire(key, limit, token)
+
+    async def arelease(self, key: str, limit: Limit, token: str) -> None:
+        """:meth:`release` for asyncio code."""
+        self.release(key, limit, token)
 
     def reset(self, key: str, limits: Sequence[Limit]) -> None:
         """Forget ``key``'s counters under ``limits``: it starts fresh."""

@@ -70,21 +70,33 @@ def policy_label(limit: Limit) -> str:
     return limit.name or limit.id
 
 
-def policy_item(limit: Limit) -> bytes:
+#: ``qu`` of the quota units that are not requests (draft-11 §2.1): request body bytes
+#: (``cost = "content-length"``) and requests in flight (``algorithm = "concurrency"``).
+QUOTA_UNITS = ("requests", "content-bytes", "concurrent-requests")
+
+
+def policy_item(limit: Limit, unit: str = "requests") -> bytes:
     """The ``RateLimit-Policy`` item of one limit: ``"name";q=<quota>;w=<seconds>``.
 
     ``q`` is the limit's capacity, so that ``r`` (what remains) never exceeds it. For the
     window algorithms that is the rate's limit and ``w`` its period. For a bucket it is the
     burst, and ``w`` the whole seconds an empty bucket takes to refill it (``burst / r``,
     rounded up): ``10/second`` with ``burst = 20`` is ``q=20;w=2``, the same long-run rate.
+    A concurrency limit has no window: ``"exports";q=2;qu="concurrent-requests"``. ``qu``
+    is given for every unit but requests (the draft's default).
     """
     rate = limit.rate
     quota = limit.capacity
-    if quota == rate.limit:
-        window = math.ceil(rate.period)
-    else:
-        window = max(1, math.ceil(quota * rate.period / rate.limit))
-    return f"{_sf_string(policy_label(limit))};q={quota};w={window}".encode("ascii")
+    item = f"{_sf_string(policy_label(limit))};q={quota}"
+    if limit.algorithm != "concurrency":
+        if quota == rate.limit:
+            window = math.ceil(rate.period)
+        else:
+            window = max(1, math.ceil(quota * rate.period / rate.limit))
+        item += f";w={window}"
+    if unit != "requests":
+        item += f';qu="{unit}"'
+    return item.encode("ascii")
 
 
 def retry_seconds(seconds: float) -> int:
@@ -124,23 +136,39 @@ def label_of(limit: Limit) -> bytes:
     return _sf_string(policy_label(limit)).encode("ascii")
 
 
-def join_policies(limits: Sequence[Limit]) -> bytes:
-    """The ``RateLimit-Policy`` value for ``limits``."""
-    return b", ".join(policy_item(limit) for limit in limits)
+def join_policies(limits: Sequence[Limit], units: Sequence[str] | None = None) -> bytes:
+    """The ``RateLimit-Policy`` value for ``limits`` (``units``: each one's quota unit)."""
+    if units is None:
+        return b", ".join(policy_item(limit) for limit in limits)
+    return b", ".join(policy_item(lim, unit) for lim, unit in zip(limits, units, strict=True))
 
 
-def problem(status: int, title: str, detail: str, retry_after: int | None) -> bytes:
-    """An RFC 9457 problem+json body (``type`` is ``about:blank``: the status says it all)."""
-    return json.dumps(
-        {
-            "type": "about:blank",
-            "title": title,
-            "status": status,
-            "detail": detail,
-            "retry_after": retry_after,
-        },
-        separators=(",", ":"),
-    ).encode()
+#: The draft's problem type for a client over its quota (draft-11 §5.1).
+QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    retry_after: int | None,
+    *,
+    type_: str = "about:blank",
+    **members: object,
+) -> bytes:
+    """An RFC 9457 problem+json body (``type`` defaults to ``about:blank``: the status says
+    it all); ``members`` are extension members (``violated-policies`` is passed as
+    ``violated_policies``)."""
+    body: dict[str, object] = {
+        "type": type_,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "retry_after": retry_after,
+    }
+    for name, value in members.items():
+        body[name.replace("_", "-")] = value
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def too_many_requests(decision: Decision, extra: HeaderPairs) -> Reply:
@@ -152,12 +180,27 @@ def too_many_requests(decision: Decision, extra: HeaderPairs) -> Reply:
     else:
         retry = retry_seconds(decision.retry_after)
         detail = f"Rate limit '{label}' exceeded: retry in {retry} second(s)."
-    body = problem(429, "Too Many Requests", detail, retry)
+    body = problem(
+        429,
+        "Request cannot be satisfied as assigned quota has been exceeded",
+        detail,
+        retry,
+        type_=QUOTA_EXCEEDED,
+        violated_policies=[label],
+    )
     headers: HeaderPairs = [(_CONTENT_TYPE, _PROBLEM), (_CONTENT_LENGTH, b"%d" % len(body))]
     if retry is not None:
         headers.append((_RETRY_AFTER, b"%d" % retry))
     headers.extend(extra)
     return Reply(429, headers, body)
+
+
+def forbidden() -> Reply:
+    """The 403 reply to a client in a ``deny`` list."""
+    body = problem(403, "Forbidden", "This client is not allowed to use this service.", None)
+    return Reply(
+        403, [(_CONTENT_TYPE, _PROBLEM), (_CONTENT_LENGTH, b"%d" % len(body))], body
+    )
 
 
 def without_body(reply: Reply) -> Reply:

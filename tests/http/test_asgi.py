@@ -90,7 +90,8 @@ async def test_rejection_is_problem_json_with_retry_after(
     assert third.headers["retry-after"] == "20"
     assert third.headers["ratelimit"] == '"login";r=0;t=20'
     body = third.json()
-    assert body["type"] == "about:blank" and body["title"] == "Too Many Requests"
+    assert body["type"] == "https://iana.org/assignments/http-problem-types#quota-exceeded"
+    assert body["violated-policies"] == ["login"]
     assert body["status"] == 429 and body["retry_after"] == 20 and "login" in body["detail"]
     assert int(third.headers["content-length"]) == len(third.content)
 

@@ -86,7 +86,10 @@ def test_429_problem_body() -> None:
     assert headers[b"content-type"] == b"application/problem+json"
     assert headers[b"retry-after"] == b"4" and body["retry_after"] == 4
     assert int(headers[b"content-length"]) == len(reply.body)
-    assert set(body) == {"type", "title", "status", "detail", "retry_after"}
+    assert set(body) == {"type", "title", "status", "detail", "retry_after", "violated-policies"}
+    # draft-11 §5.1: the quota-exceeded problem type, naming the policy that was violated
+    assert body["type"] == "https://iana.org/assignments/http-problem-types#quota-exceeded"
+    assert body["violated-policies"] == [decision().policy.name or decision().policy.id]
 
 
 def test_429_for_a_request_that_can_never_pass() -> None:
