@@ -19,7 +19,7 @@ from ratelimit.contrib.flask import RateLimit, limit
 
 app = Flask(__name__)
 app.config["RATELIMIT"] = Path(__file__).with_name("ratelimit.toml")  # or a dict of that shape
-ratelimit = RateLimit(app)
+rate_limit = RateLimit(app)
 
 
 @app.get("/")
