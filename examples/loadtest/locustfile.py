@@ -56,6 +56,15 @@ _hooks.init_command_line_parser.add_listener(_options)
 _hooks.test_stop.add_listener(_write_statuses)
 
 
+def _never_admitted(response: Any) -> bool:
+    """A 429 for a cost above the capacity: no ``Retry-After``, ``"retry_after": null``."""
+    try:
+        body = json.loads(response.content or b"{}")
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "retry_after" in body and body["retry_after"] is None
+
+
 def judge(response: Any, name: str, *, may_be_limited: bool = True) -> None:
     """Record the status of ``response`` and mark it a success or a failure for locust.
 
@@ -67,9 +76,7 @@ def judge(response: Any, name: str, *, may_be_limited: bool = True) -> None:
     if status == 429:
         if not may_be_limited:
             response.failure("429 on a route that no rule limits")
-        elif "retry-after" not in response.headers and b'"retry_after": null' not in (
-            response.content or b""
-        ):
+        elif "retry-after" not in response.headers and not _never_admitted(response):
             response.failure("429 without Retry-After")
         elif not response.headers.get("content-type", "").startswith("application/problem+json"):
             response.failure("429 without a problem+json body")
