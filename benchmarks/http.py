@@ -1,31 +1,48 @@
-"""HTTP overhead benchmark: our middleware vs bare apps and the libraries users would pick.
+"""HTTP overhead on production stacks: server CPU per request, ours vs bare and the peers.
 
-Run from the repository root::
+Run from the repository root (needs the ``bench`` extra, ``wrk`` and ``redis-server``)::
 
-    python -m benchmarks.http            # 7 rounds of 3 s per variant and stack (~5 min)
-    python -m benchmarks.http --quick    # 3 rounds of 1 s (~1 min)
+    python -m benchmarks.http                    # every stack, 5 rounds (~12 min)
+    python -m benchmarks.http --quick            # 1 round, few requests: a smoke test
+    python -m benchmarks.http --stack uvicorn --variants ours-memory,floor --rounds 3
 
 (``python benchmarks/http.py`` works too.)
 
-ASGI: a hello-world Starlette app under uvicorn (1 worker): bare, with
-``ratelimit.asgi.RateLimitMiddleware`` (memory backend), with slowapi (memory). WSGI: a
-hello-world Django app under gunicorn (1 gthread worker, 4 threads): bare, with
-``ratelimit.contrib.django.RateLimitMiddleware`` (memory), with django-ratelimit (LocMemCache).
-``wrk`` drives each server with keep-alive connections; requests per second are printed as
-ratios to the bare app of the same stack. The "admit" variants use limits far above the load
-(every request is admitted: this measures the overhead); the "reject" variants use 10/minute
-(nearly every request is rejected with 429).
+Stacks (one hello-world app each, one worker process):
 
-The machine this runs on may be shared and noisy, so: servers are pinned to CPU 0 and the
-load generators to CPU 1 (when ``taskset`` exists); by default each variant is loaded at the
-same time as the bare app (side by side, sharing CPU 0), so that whatever else runs slows both
-alike (``--sequential`` loads one server at a time instead, in rotating order); medians over
-the rounds are reported; and besides requests/s, the server's own CPU time per request is
-read from ``/proc``. For a saturated single-worker server, requests/s = 1 / CPU per request,
-so the CPU ratio is the throughput ratio the variant would have on an otherwise idle machine.
+* ``uvicorn``: Starlette under ``uvicorn --http httptools --loop uvloop --no-access-log``
+  (what ``uvicorn[standard]`` runs in production);
+* ``django`` / ``flask``: under ``gunicorn --worker-class gthread --workers 1 --threads 4``
+  (no access log);
+* ``uvicorn-h11``: Starlette under ``uvicorn --http h11 --loop asyncio`` (the pure-Python
+  parser and event loop of a plain ``pip install uvicorn``): a secondary table.
 
-The same module provides the apps (``asgi_app`` and ``django_app`` factories), selected by the
-``BENCH_VARIANT`` environment variable, so that the servers import them by name.
+Variants: ``bare``; ``floor``, a pure wrapper (ASGI or WSGI) that appends two constant
+headers, the least any header-sending middleware can cost; ours on the memory and on the Redis
+backend (``1000000/second``: every request admitted, so this is the overhead); ours on Redis
+with every request rejected (``1/hour``, one client: after the first request every answer is
+a 429, which the rejection cache answers without a round trip); and the peers, each on its
+memory and its Redis storage: slowapi (Starlette, its pure-ASGI middleware, headers on),
+django-ratelimit (Django's locmem and ``RedisCache``), flask-limiter (headers on). Redis is a
+``redis-server`` the benchmark starts on a free port and stops (its own CPU is not counted:
+it is a shared service).
+
+Method: the server runs pinned to CPU 1 (``taskset -c 1``), the load generator (``wrk``, one
+thread, ``--connections`` keep-alive connections, a Lua script that stops after exactly
+``--requests`` responses) and Redis on CPU 0. The headline is the **server CPU time per
+request**: utime + stime from ``/proc/<pid>/stat`` of the server process and its workers,
+before and after a run of a fixed number of requests, divided by that number. It does not
+depend on what else the machine runs (the load others put on the CPUs changes wall time, not
+the CPU a request needs), and for a saturated single-worker server requests/s = 1 / (CPU per
+request), so **CPU ratio = bare's CPU per request / the variant's** is the throughput ratio
+on an otherwise idle machine: 1.00 is as cheap as bare, 0.85 means the variant costs 1/0.85 =
+1.18× bare's CPU per request. Every variant is measured side by side with bare: in each round,
+for every variant, one run of bare and one of the variant back to back (the order alternating
+between rounds), the ratio taken within the pair; the table shows medians over the rounds.
+
+The same module provides the apps (``starlette_app``, ``django_app``, ``flask_app``), built
+for the variant named by ``BENCH_VARIANT`` (``BENCH_REDIS_URL`` for the Redis ones), so the
+servers import them by name.
 """
 
 from __future__ import annotations
@@ -40,59 +57,140 @@ if __name__ == "__main__" and sys.path and sys.path[0].endswith("benchmarks"):
 import argparse
 import contextlib
 import os
-import re
+import platform
 import shutil
 import statistics
 import subprocess
-import threading
-from collections.abc import Iterator
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-HIGH = "1000000/second"
-LOW = "10/minute"
+HIGH = "1000000/second"  # never bites: every request is admitted (and counted)
+REJECT = "1/hour"  # one client: every request after the first is rejected
+SERVER_CPU = "1"
+CLIENT_CPU = "0"
+#: Two constant headers like ours (``RateLimit-Policy`` and ``RateLimit``), for the floor.
+FLOOR_HEADERS = [
+    (b"ratelimit-policy", b'"all";q=1000000;w=1'),
+    (b"ratelimit", b'"all";r=999999;t=1'),
+]
 
-VARIANTS = {
-    "asgi": ["bare", "ours", "slowapi", "ours-reject", "slowapi-reject"],
-    "wsgi": ["bare", "ours", "django-ratelimit", "ours-reject", "django-ratelimit-reject"],
+PEERS = {
+    "uvicorn": "slowapi",
+    "uvicorn-h11": "slowapi",
+    "django": "django-ratelimit",
+    "flask": "flask-limiter",
 }
+STACKS = ["uvicorn", "django", "flask", "uvicorn-h11"]
+NAMES = {
+    "uvicorn": "uvicorn httptools+uvloop, Starlette",
+    "django": "gunicorn gthread, Django",
+    "flask": "gunicorn gthread, Flask",
+    "uvicorn-h11": "uvicorn h11+asyncio, Starlette",
+}
+#: Requests per run, by stack: enough for ≥ 1 s of server CPU (/proc counts 10 ms ticks).
+REQUESTS = {"uvicorn": 40_000, "django": 10_000, "flask": 10_000, "uvicorn-h11": 10_000}
+
+
+def variants_of(stack: str) -> list[str]:
+    """The variants of a stack, bare first."""
+    peer = PEERS[stack]
+    return [
+        "bare",
+        "floor",
+        "ours-memory",
+        "ours-redis",
+        "ours-redis-reject",
+        f"{peer}-memory",
+        f"{peer}-redis",
+    ]
 
 
 # --------------------------------------------------------------------------- the apps
 
 
-def asgi_app() -> Any:
-    """The Starlette app for ``BENCH_VARIANT`` (uvicorn ``--factory``)."""
+def _variant() -> tuple[str, str, str]:
+    """(variant, its rate, its storage URL) from the environment."""
+    variant = os.environ.get("BENCH_VARIANT", "bare")
+    rate = REJECT if variant.endswith("-reject") else HIGH
+    storage = os.environ["BENCH_REDIS_URL"] if "-redis" in variant else "memory://"
+    return variant, rate, storage
+
+
+def _our_config(rate: str, storage: str) -> dict[str, Any]:
+    return {"backend": storage, "rules": [{"name": "all", "path": "/**", "limit": rate}]}
+
+
+def floor_asgi(app: Any) -> Any:
+    """The floor: a pure ASGI wrapper that appends two constant headers to every response."""
+
+    async def wrapper(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                message["headers"] = [*message.get("headers", ()), *FLOOR_HEADERS]
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    return wrapper
+
+
+def floor_wsgi(app: Any) -> Any:
+    """The floor for WSGI: appends two constant headers in ``start_response``."""
+    extra = [(k.decode(), v.decode()) for k, v in FLOOR_HEADERS]
+
+    def wrapper(environ: Any, start_response: Any) -> Any:
+        def start_with_headers(status: str, headers: Any, exc_info: Any = None) -> Any:
+            return start_response(status, [*headers, *extra], exc_info)
+
+        return app(environ, start_with_headers)
+
+    return wrapper
+
+
+def starlette_app() -> Any:
+    """The Starlette app for ``BENCH_VARIANT`` (``uvicorn --factory``)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    variant = os.environ.get("BENCH_VARIANT", "bare")
-    rate = LOW if variant.endswith("-reject") else HIGH
+    variant, rate, storage = _variant()
 
     async def hello(request: Request) -> PlainTextResponse:
         return PlainTextResponse("Hello, world!")
 
     app = Starlette(routes=[Route("/", hello)])
+    if variant == "floor":
+        return floor_asgi(app)
     if variant.startswith("ours"):
         from ratelimit.asgi import RateLimitMiddleware
 
-        config = {"backend": "memory://", "rules": [{"name": "all", "path": "/**", "limit": rate}]}
-        return RateLimitMiddleware(app, config=config)
+        return RateLimitMiddleware(app, config=_our_config(rate, storage))
     if variant.startswith("slowapi"):
         from slowapi import Limiter, _rate_limit_exceeded_handler
         from slowapi.errors import RateLimitExceeded
-        from slowapi.middleware import SlowAPIMiddleware
+        from slowapi.middleware import SlowAPIASGIMiddleware
         from slowapi.util import get_remote_address
 
         limiter = Limiter(
-            key_func=get_remote_address, default_limits=[rate], storage_uri="memory://"
+            key_func=get_remote_address,
+            default_limits=[rate],
+            storage_uri=storage,
+            headers_enabled=True,
         )
         app.state.limiter = limiter
         app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded_handler)  # type: ignore[arg-type]
-        app.add_middleware(SlowAPIMiddleware)
+        app.add_middleware(SlowAPIASGIMiddleware)
     return app
 
 
@@ -104,22 +202,23 @@ def django_app() -> Any:
     from django.http import HttpRequest, HttpResponse
     from django.urls import path
 
-    variant = os.environ.get("BENCH_VARIANT", "bare")
-    rate = LOW if variant.endswith("-reject") else HIGH
+    variant, rate, storage = _variant()
 
     def hello(request: HttpRequest) -> HttpResponse:
         return HttpResponse("Hello, world!", content_type="text/plain")
 
     view: Any = hello
     middleware: list[str] = []
+    cache: dict[str, Any] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     if variant.startswith("ours"):
         middleware = ["ratelimit.contrib.django.RateLimitMiddleware"]
     elif variant.startswith("django-ratelimit"):
         from django_ratelimit.decorators import ratelimit
 
-        view = ratelimit(
-            key="ip", rate=rate.replace("second", "s").replace("minute", "m"), block=True
-        )(hello)
+        if storage != "memory://":
+            cache = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": storage}
+        django_rate = rate.replace("/second", "/s").replace("/hour", "/h")
+        view = ratelimit(key="ip", rate=django_rate, block=True)(hello)
     module = sys.modules[__name__]
     module.urlpatterns = [path("", view)]  # type: ignore[attr-defined]
     settings.configure(
@@ -129,91 +228,94 @@ def django_app() -> Any:
         ROOT_URLCONF=__name__,
         MIDDLEWARE=middleware,
         INSTALLED_APPS=[],
-        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
-        RATELIMIT={"rules": [{"name": "all", "path": "/**", "limit": rate}]},
+        CACHES={"default": cache},
+        RATELIMIT=_our_config(rate, storage),
         USE_TZ=True,
     )
     django.setup()
-    return get_wsgi_application()
+    app = get_wsgi_application()
+    return floor_wsgi(app) if variant == "floor" else app
 
 
-# --------------------------------------------------------------------------- the driver
+def flask_app() -> Any:
+    """The Flask app for ``BENCH_VARIANT`` (gunicorn ``'benchmarks.http:flask_app()'``)."""
+    from flask import Flask
+
+    variant, rate, storage = _variant()
+    app = Flask(__name__)
+
+    @app.get("/")
+    def hello() -> tuple[str, int, dict[str, str]]:
+        return "Hello, world!", 200, {"content-type": "text/plain"}
+
+    if variant == "floor":
+        app.wsgi_app = floor_wsgi(app.wsgi_app)  # type: ignore[method-assign]
+    elif variant.startswith("ours"):
+        from ratelimit.contrib.flask import RateLimit
+
+        app.config["RATELIMIT"] = _our_config(rate, storage)
+        RateLimit(app)
+    elif variant.startswith("flask-limiter"):
+        from flask_limiter import Limiter
+        from flask_limiter.util import get_remote_address
+
+        Limiter(
+            get_remote_address,
+            app=app,
+            default_limits=[rate],
+            storage_uri=storage,
+            headers_enabled=True,
+        )
+    return app
 
 
-def _pin(cpu: str) -> list[str]:
+# --------------------------------------------------------------------------- servers
+
+
+def pinned(cpu: str) -> list[str]:
+    """``taskset -c <cpu>`` when there are CPUs to pin to."""
     return ["taskset", "-c", cpu] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
 
 
-def _server_command(stack: str, port: int) -> list[str]:
-    if stack == "asgi":
+def server_command(stack: str, port: int) -> list[str]:
+    """The command line of a stack's server, pinned to the server CPU."""
+    if stack.startswith("uvicorn"):
+        http, loop = ("h11", "asyncio") if stack == "uvicorn-h11" else ("httptools", "uvloop")
         return [
-            *_pin("0"),
-            sys.executable, "-m", "uvicorn", "--factory", "benchmarks.http:asgi_app",
-            "--port", str(port), "--log-level", "warning", "--no-access-log",
+            *pinned(SERVER_CPU),
+            sys.executable, "-m", "uvicorn", "--factory", "benchmarks.http:starlette_app",
+            "--host", "127.0.0.1", "--port", str(port), "--http", http, "--loop", loop,
+            "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
     return [
-        *_pin("0"),
-        sys.executable, "-m", "gunicorn", "benchmarks.http:django_app()",
+        *pinned(SERVER_CPU),
+        sys.executable, "-m", "gunicorn", f"benchmarks.http:{stack}_app()",
         "--bind", f"127.0.0.1:{port}", "--workers", "1", "--worker-class", "gthread",
         "--threads", "4", "--log-level", "warning",
     ]  # fmt: skip
 
 
-def _wrk(url: str, seconds: float, connections: int) -> tuple[float, int, int]:
-    """(requests/s, requests, non-2xx responses) from one wrk run."""
-    out = subprocess.run(
-        [*_pin("1"), "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", url],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=seconds + 30,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return rps, total, int(bad.group(1)) if bad else 0
-
-
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of process ``root`` and its descendants (Linux /proc)."""
-    parents: dict[int, int] = {}
-    times: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry)] = int(fields[1])
-        times[int(entry)] = int(fields[11]) + int(fields[12])
-    tree, frontier = {root}, [root]
-    while frontier:
-        pid = frontier.pop()
-        children = [child for child, parent in parents.items() if parent == pid]
-        tree.update(children)
-        frontier.extend(children)
-    return sum(times.get(pid, 0) for pid in tree) / _TICKS
-
-
 @contextlib.contextmanager
-def _server(stack: str, variant: str) -> Iterator[tuple[str, int]]:
+def server(
+    stack: str, variant: str, redis_url: str = "", extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
     """One server for a variant, running until the block ends; yields its URL and pid."""
-    sys.path.insert(0, str(ROOT))
     from tests.support.servers import free_port, stop_process, wait_for_port
 
     port = free_port()
-    env = {**os.environ, "BENCH_VARIANT": variant, "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "BENCH_VARIANT": variant,
+        "BENCH_REDIS_URL": redis_url,
+        "PYTHONPATH": str(ROOT),
+        **(extra_env or {}),
+    }
     proc = subprocess.Popen(
-        _server_command(stack, port),
+        server_command(stack, port),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE if os.environ.get("BENCH_QUIET_SERVER") else None,
     )
     try:
         wait_for_port(port, 60, proc)
@@ -222,129 +324,297 @@ def _server(stack: str, variant: str) -> Iterator[tuple[str, int]]:
         stop_process(proc)
 
 
-Run = tuple[float, float, float, float, float]
+@contextlib.contextmanager
+def redis_for_benchmark() -> Iterator[str]:
+    """A ``redis-server`` on a free port, pinned with the load generator; yields its URL."""
+    from tests.support.redis_server import redis_server
+
+    with redis_server() as redis:
+        if redis.process is not None and pinned(CLIENT_CPU):
+            subprocess.run(
+                ["taskset", "-pc", CLIENT_CPU, str(redis.process.pid)],
+                check=True,
+                capture_output=True,
+            )
+        yield redis.url
 
 
-def _measure(
-    servers: dict[str, tuple[str, int]], names: list[str], seconds: float, connections: int
-) -> dict[str, tuple[float, float, float]]:
-    """Load the servers ``names`` at the same time (one wrk each): per server, (requests/s,
-    share rejected, server CPU µs per request)."""
-    before = {name: _cpu_seconds(servers[name][1]) for name in names}
-    runs: dict[str, tuple[float, int, int]] = {}
+# --------------------------------------------------------------------------- measuring
 
-    def load(name: str) -> None:
-        runs[name] = _wrk(servers[name][0], seconds, connections)
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
-    threads = [threading.Thread(target=load, args=(name,)) for name in names]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    out = {}
-    for name in names:
-        rps, total, bad = runs[name]
-        cpu_us = (_cpu_seconds(servers[name][1]) - before[name]) / max(total, 1) * 1e6
-        out[name] = (rps, bad / total if total else 0.0, cpu_us)
-    return out
+#: wrk stops after exactly N responses (``wrk ... -- N``) and prints them, and the non-2xx.
+_COUNT_LUA = """
+local limit, done, bad = 0, 0, 0
+function init(args) limit = tonumber(args[1]) end
+function response(status, headers, body)
+  done = done + 1
+  if status >= 300 then bad = bad + 1 end
+  if done >= limit then
+    io.write(string.format("DONE %d %d\\n", done, bad))
+    io.flush()
+    os.exit(0)
+  end
+end
+"""
 
 
-def _run_stack(
-    stack: str, rounds: int, seconds: float, connections: int, side_by_side: bool
-) -> dict[str, list[Run]]:
-    """Every variant of a stack, per round: (requests/s, share rejected, ratio to bare,
-    server CPU µs per request, CPU ratio = bare's CPU per request / the variant's).
+def _process_tree(root: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parents[int(entry)] = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == pid]
+        tree.update(children)
+        frontier.extend(children)
+    return tree
 
-    All servers of the stack run at once (idle ones cost nothing). Side by side (default),
-    each variant is loaded at the same time as the bare app, both servers sharing one CPU, so
-    whatever else runs on the machine slows both alike and cancels in the ratio. Otherwise
-    (``--sequential``) each round measures every variant back to back, in a rotating order,
-    against the same round's bare run. The CPU figure (the server's own CPU time per request)
-    is what throughput would be on an idle machine: a saturated single-worker server serves
-    1 / (CPU per request) requests/s.
+
+def cpu_seconds(root: int, precise: bool = True) -> float:
+    """CPU seconds (user + system, every thread) of process ``root`` and its descendants.
+
+    ``utime + stime`` of ``/proc/<pid>/stat`` is the process's run time counted in clock ticks
+    (10 ms); ``precise`` reads the same run time in nanoseconds, summed over the threads
+    (``/proc/<pid>/task/<tid>/schedstat``, first field), so that short runs are not rounded.
     """
-    variants = VARIANTS[stack]
-    results: dict[str, list[Run]] = {v: [] for v in variants}
-    with contextlib.ExitStack() as stack_of_servers:
-        servers = {v: stack_of_servers.enter_context(_server(stack, v)) for v in variants}
-        for url, _ in servers.values():
-            _wrk(url, 1, connections)  # warm-up
-        for r in range(rounds):
-            rows: list[tuple[str, tuple[float, float, float], tuple[float, float, float]]] = []
-            if side_by_side:
-                for variant in variants[1:]:
-                    pair = _measure(servers, ["bare", variant], seconds, connections)
-                    rows.append((variant, pair[variant], pair["bare"]))
-                bare = rows[0][2]
-                rows.insert(0, ("bare", bare, bare))
+    total = 0.0
+    for pid in _process_tree(root):
+        try:
+            if precise:
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{tid}/schedstat") as handle:
+                        total += int(handle.read().split()[0]) / 1e9
             else:
-                order = variants[r % len(variants) :] + variants[: r % len(variants)]
-                measured = {v: _measure(servers, [v], seconds, connections)[v] for v in order}
-                rows = [(v, measured[v], measured["bare"]) for v in variants]
-            for variant, (rps, rejected, cpu_us), (bare_rps, _, bare_cpu) in rows:
-                run = (rps, rejected, rps / bare_rps, cpu_us, bare_cpu / cpu_us if cpu_us else 0.0)
-                results[variant].append(run)
-                print(
-                    f"round {r + 1}/{rounds} {stack} {variant:24} {rps:8.0f} req/s "
-                    f"ratio {run[2]:5.2f}  cpu {cpu_us:6.0f} us/req ratio {run[4]:5.2f} "
-                    f"({rejected:.0%} rejected)",
-                    file=sys.stderr,
-                    flush=True,
+                with open(f"/proc/{pid}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / _TICKS
+        except OSError:
+            continue
+    return total
+
+
+@dataclass
+class Sample:
+    """One run: requests/s (wall), server CPU µs per request, share of non-2xx responses."""
+
+    rps: float
+    cpu_us: float
+    rejected: float
+
+
+_lua_path: str | None = None
+
+
+def load(url: str, requests: int, connections: int) -> tuple[int, int, float]:
+    """``requests`` responses from ``url`` with wrk: (responses, non-2xx, wall seconds)."""
+    global _lua_path
+    if _lua_path is None:
+        handle = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+        with handle:
+            handle.write(_COUNT_LUA)
+        _lua_path = handle.name
+    command = [
+        *pinned(CLIENT_CPU),
+        "wrk", "-t1", f"-c{connections}", f"-d{max(60, requests // 200)}s",
+        "-s", _lua_path, url, "--", str(requests),
+    ]  # fmt: skip
+    start = time.perf_counter()
+    out = subprocess.run(command, capture_output=True, text=True, timeout=900).stdout
+    wall = time.perf_counter() - start
+    for line in out.splitlines():
+        if line.startswith("DONE "):
+            done, bad = map(int, line.split()[1:])
+            return done, bad, wall
+    raise RuntimeError(f"wrk did not finish {requests} requests on {url}: {out[-500:]}")
+
+
+def measure(url: str, pid: int, requests: int, connections: int) -> Sample:
+    """One run of ``requests`` requests against a server, with its CPU time from /proc."""
+    before = cpu_seconds(pid)
+    done, bad, wall = load(url, requests, connections)
+    time.sleep(0.05)  # let the server finish what was in flight when wrk left
+    cpu = cpu_seconds(pid) - before
+    return Sample(done / wall, cpu / done * 1e6, bad / done)
+
+
+@dataclass
+class Row:
+    """A variant's medians over the rounds."""
+
+    variant: str
+    rps: float
+    cpu_us: float
+    cpu_ratio: float
+    rejected: float
+    ratios: list[float]
+
+
+def run_stack(
+    stack: str,
+    variants: list[str],
+    rounds: int,
+    requests: int,
+    connections: int,
+    redis_url: str,
+    log: Callable[[str], None],
+    extra_env: dict[str, dict[str, str]] | None = None,
+) -> list[Row]:
+    """Every variant of ``stack`` side by side with bare, ``rounds`` times; the medians.
+
+    All servers of the stack run at once (an idle server costs nothing). In every round each
+    variant is measured right next to a run of bare (bare first in even rounds, second in odd
+    ones), and the CPU ratio is taken within that pair.
+    """
+    others = [v for v in variants if v != "bare"]
+    samples: dict[str, list[Sample]] = {v: [] for v in ["bare", *others]}
+    ratios: dict[str, list[float]] = {v: [] for v in others}
+    with contextlib.ExitStack() as stack_of_servers:
+        servers = {
+            v: stack_of_servers.enter_context(server(stack, v, redis_url, (extra_env or {}).get(v)))
+            for v in samples
+        }
+        for url, pid in servers.values():
+            measure(url, pid, min(requests, 2000), connections)  # warm-up
+        for r in range(rounds):
+            for v in others[r % len(others) :] + others[: r % len(others)] if others else []:
+                order = ["bare", v] if r % 2 == 0 else [v, "bare"]
+                pair = {name: measure(*servers[name], requests, connections) for name in order}
+                samples["bare"].append(pair["bare"])
+                samples[v].append(pair[v])
+                ratio = pair["bare"].cpu_us / pair[v].cpu_us
+                ratios[v].append(ratio)
+                log(
+                    f"round {r + 1}/{rounds} {stack:12} {v:24} "
+                    f"cpu {pair[v].cpu_us:7.1f} us/req (bare {pair['bare'].cpu_us:6.1f}) "
+                    f"ratio {ratio:5.2f}  {pair[v].rps:7.0f} req/s  "
+                    f"{pair[v].rejected:.0%} rejected"
                 )
-    return results
+            if not others:
+                samples["bare"].append(measure(*servers["bare"], requests, connections))
+    rows = []
+    for v, runs in samples.items():
+        row_ratios = ratios.get(v, [1.0])
+        rows.append(
+            Row(
+                v,
+                statistics.median(s.rps for s in runs),
+                statistics.median(s.cpu_us for s in runs),
+                statistics.median(row_ratios),
+                statistics.median(s.rejected for s in runs),
+                row_ratios,
+            )
+        )
+    return rows
 
 
-NAMES = {
-    "asgi": "Starlette + uvicorn (ASGI)",
-    "wsgi": "Django + gunicorn gthread (WSGI)",
+TARGETS = {
+    ("uvicorn", "ours-memory"): 0.85,
+    ("uvicorn", "ours-redis"): 0.75,
+    ("uvicorn", "ours-redis-reject"): 0.90,
+    ("django", "ours-memory"): 0.90,
+    ("django", "ours-redis"): 0.80,
+    ("django", "ours-redis-reject"): 0.90,
+    ("flask", "ours-memory"): 0.90,
+    ("flask", "ours-redis"): 0.80,
+    ("flask", "ours-redis-reject"): 0.90,
 }
 
 
+def table(stack: str, rows: list[Row]) -> str:
+    """A Markdown table of one stack."""
+    lines = [
+        f"{NAMES[stack]}",
+        "",
+        "| variant | CPU µs/req | CPU ratio to bare | range over rounds | req/s (wall) "
+        "| rejected | target |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        target = TARGETS.get((stack, row.variant))
+        verdict = ""
+        if target is not None:
+            verdict = f"≥ {target:.2f} {'met' if row.cpu_ratio >= target else 'MISSED'}"
+        spread = f"{min(row.ratios):.2f}–{max(row.ratios):.2f}" if row.variant != "bare" else ""
+        lines.append(
+            f"| {row.variant} | {row.cpu_us:.1f} | {row.cpu_ratio:.2f} | {spread} "
+            f"| {row.rps:,.0f} | {row.rejected:.0%} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """One line about the machine and the versions that matter."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    model = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    parts = [f"{os.cpu_count()} CPUs ({model})", f"Python {platform.python_version()}"]
+    for dist in ("uvicorn", "httptools", "uvloop", "gunicorn", "starlette", "django", "flask"):
+        with contextlib.suppress(PackageNotFoundError):
+            parts.append(f"{dist} {version(dist)}")
+    redis = shutil.which("redis-server")
+    if redis:
+        out = subprocess.run([redis, "--version"], capture_output=True, text=True).stdout
+        parts.append(out.split()[2].replace("v=", "redis-server ") if out else "redis-server")
+    return ", ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run every variant and print the table."""
+    """Run the stacks and print one table per stack."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 rounds of 1 s per variant")
-    parser.add_argument("--rounds", type=int, default=None, help="default 7 (quick: 3)")
-    parser.add_argument("--duration", type=float, default=None, help="seconds per run (3)")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--stack", choices=["asgi", "wsgi", "both"], default="both")
+    parser.add_argument("--quick", action="store_true", help="1 round, 2,000 requests per run")
+    parser.add_argument("--rounds", type=int, default=None, help="default 5 (quick: 1)")
     parser.add_argument(
-        "--sequential",
-        action="store_true",
-        help="load one server at a time (default: each variant side by side with the bare app)",
+        "--requests", type=int, default=None, help=f"requests per run (default {REQUESTS})"
     )
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--stack", default="all", help=f"comma-separated, of {', '.join(STACKS)} (default all)"
+    )
+    parser.add_argument("--variants", default="", help="comma-separated (default: all)")
     args = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("wrk is needed: apt-get install wrk", file=sys.stderr)
-        return 2
-    rounds = args.rounds or (3 if args.quick else 7)
-    seconds = args.duration or (1.0 if args.quick else 3.0)
-    stacks = ["asgi", "wsgi"] if args.stack == "both" else [args.stack]
-    results = {
-        stack: _run_stack(stack, rounds, seconds, args.connections, not args.sequential)
-        for stack in stacks
-    }
-    mode = "sequential runs" if args.sequential else "each variant side by side with bare"
-    print(
-        f"\n{rounds} rounds x {seconds:g} s per variant ({mode}), wrk -t1 "
-        f"-c{args.connections}; medians over rounds. req/s ratio = variant / bare of the same "
-        "round; CPU ratio = bare's server "
-        "CPU per request / the variant's (the throughput ratio on an otherwise idle machine)\n"
-    )
-    print(
-        f"| {'stack':32} | {'variant':24} | {'req/s':>7} | {'req/s ratio':>11} "
-        f"| {'CPU us/req':>10} | {'CPU ratio':>9} | {'rejected':>8} |"
-    )
-    print(f"|{'-' * 34}|{'-' * 26}|{'-' * 9}|{'-' * 13}|{'-' * 12}|{'-' * 11}|{'-' * 10}|")
-    for stack in stacks:
-        for variant, runs in results[stack].items():
-            rps, rejected, ratio, cpu, cpu_ratio = (
-                statistics.median(run[i] for run in runs) for i in range(5)
+    for tool in ("wrk", "redis-server"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is needed: apt-get install {tool}", file=sys.stderr)
+            return 2
+    sys.path.insert(0, str(ROOT))
+    rounds = args.rounds or (1 if args.quick else 5)
+    stacks = STACKS if args.stack == "all" else args.stack.split(",")
+    wanted = [v for v in args.variants.split(",") if v]
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    results: dict[str, list[Row]] = {}
+    with redis_for_benchmark() as redis_url:
+        for stack in stacks:
+            variants = variants_of(stack)
+            if wanted:
+                variants = ["bare", *(v for v in variants if v in wanted and v != "bare")]
+            requests = args.requests or (2000 if args.quick else REQUESTS[stack])
+            results[stack] = run_stack(
+                stack, variants, rounds, requests, args.connections, redis_url, log
             )
-            print(
-                f"| {NAMES[stack]:32} | {variant:24} | {rps:7.0f} | {ratio:11.2f} "
-                f"| {cpu:10.0f} | {cpu_ratio:9.2f} | {rejected:8.0%} |"
-            )
+    print(
+        f"\n{machine()}\n\nserver on CPU {SERVER_CPU}, wrk -t1 -c{args.connections} and "
+        f"redis-server on CPU {CLIENT_CPU}; {rounds} rounds, each variant side by side with "
+        "bare; medians. CPU ratio to bare = bare's server CPU per request / the variant's "
+        "(utime+stime from /proc; 1.00 = as cheap as bare)."
+    )
+    for stack, rows in results.items():
+        requests = args.requests or (2000 if args.quick else REQUESTS[stack])
+        print(f"\n{table(stack, rows)}\n\n({requests:,} requests per run)")
     return 0
 
 
