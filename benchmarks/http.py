@@ -61,7 +61,6 @@ import platform
 import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -343,20 +342,9 @@ def redis_for_benchmark() -> Iterator[str]:
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
-#: wrk stops after exactly N responses (``wrk ... -- N``) and prints them, and the non-2xx.
-_COUNT_LUA = """
-local limit, done, bad = 0, 0, 0
-function init(args) limit = tonumber(args[1]) end
-function response(status, headers, body)
-  done = done + 1
-  if status >= 300 then bad = bad + 1 end
-  if done >= limit then
-    io.write(string.format("DONE %d %d\\n", done, bad))
-    io.flush()
-    os.exit(0)
-  end
-end
-"""
+#: A wrk script that stops after exactly N responses (``wrk ... -- N``), printing them and
+#: how many were not 2xx.
+COUNT_LUA = Path(__file__).with_name("wrk_count.lua")
 
 
 def _process_tree(root: int) -> set[int]:
@@ -377,7 +365,11 @@ def _process_tree(root: int) -> set[int]:
     return tree
 
 
-def cpu_seconds(root: int, precise: bool = True) -> float:
+#: Read run times in nanoseconds (``schedstat``) rather than clock ticks (``--ticks``).
+PRECISE = True
+
+
+def cpu_seconds(root: int, precise: bool | None = None) -> float:
     """CPU seconds (user + system, every thread) of process ``root`` and its descendants.
 
     ``utime + stime`` of ``/proc/<pid>/stat`` is the process's run time counted in clock ticks
@@ -385,6 +377,7 @@ def cpu_seconds(root: int, precise: bool = True) -> float:
     (``/proc/<pid>/task/<tid>/schedstat``, first field), so that short runs are not rounded.
     """
     total = 0.0
+    precise = PRECISE if precise is None else precise
     for pid in _process_tree(root):
         try:
             if precise:
@@ -409,21 +402,12 @@ class Sample:
     rejected: float
 
 
-_lua_path: str | None = None
-
-
 def load(url: str, requests: int, connections: int) -> tuple[int, int, float]:
     """``requests`` responses from ``url`` with wrk: (responses, non-2xx, wall seconds)."""
-    global _lua_path
-    if _lua_path is None:
-        handle = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-        with handle:
-            handle.write(_COUNT_LUA)
-        _lua_path = handle.name
     command = [
         *pinned(CLIENT_CPU),
         "wrk", "-t1", f"-c{connections}", f"-d{max(60, requests // 200)}s",
-        "-s", _lua_path, url, "--", str(requests),
+        "-s", str(COUNT_LUA), url, "--", str(requests),
     ]  # fmt: skip
     start = time.perf_counter()
     out = subprocess.run(command, capture_output=True, text=True, timeout=900).stdout
@@ -583,7 +567,12 @@ def main(argv: list[str] | None = None) -> int:
         "--stack", default="all", help=f"comma-separated, of {', '.join(STACKS)} (default all)"
     )
     parser.add_argument("--variants", default="", help="comma-separated (default: all)")
+    parser.add_argument(
+        "--ticks", action="store_true", help="CPU from /proc/<pid>/stat ticks, not schedstat ns"
+    )
     args = parser.parse_args(argv)
+    global PRECISE
+    PRECISE = not args.ticks and os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat")
     for tool in ("wrk", "redis-server"):
         if shutil.which(tool) is None:
             print(f"{tool} is needed: apt-get install {tool}", file=sys.stderr)
@@ -610,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{machine()}\n\nserver on CPU {SERVER_CPU}, wrk -t1 -c{args.connections} and "
         f"redis-server on CPU {CLIENT_CPU}; {rounds} rounds, each variant side by side with "
         "bare; medians. CPU ratio to bare = bare's server CPU per request / the variant's "
-        "(utime+stime from /proc; 1.00 = as cheap as bare)."
+        f"(server run time from /proc, {'ns' if PRECISE else 'ticks'}; 1.00 = as cheap as bare)."
     )
     for stack, rows in results.items():
         requests = args.requests or (2000 if args.quick else REQUESTS[stack])
