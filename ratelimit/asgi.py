@@ -53,6 +53,10 @@ class AsgiRequest(RequestInfo):
         """``scope["user"]`` (Starlette's AuthenticationMiddleware) when authenticated."""
         return user_identity(self.native.get("user"))
 
+    def user_attribute(self, name: str) -> str | None:
+        """An attribute of the authenticated ``scope["user"]``."""
+        return user_attribute(self.native.get("user"), name)
+
 
 def user_identity(user: Any) -> str | None:
     """The identity of a Starlette user object, or ``None`` when anonymous."""
@@ -81,6 +85,14 @@ def route_path(scope: Scope) -> str:
         if rest[0] == "/":
             return rest
     return path
+
+
+def user_attribute(user: Any, name: str) -> str | None:
+    """Attribute ``name`` of an authenticated user object as text, else ``None``."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    value = getattr(user, name, None)
+    return None if value is None else str(value)
 
 
 def request_info(scope: Scope) -> AsgiRequest:

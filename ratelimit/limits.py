@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from ratelimit.algorithms import ALGORITHMS
+from ratelimit.algorithms import ALL_ALGORITHMS
 from ratelimit.algorithms.concurrency import Concurrency
 from ratelimit.algorithms.fixed_window import FixedWindow
 from ratelimit.algorithms.leaky_bucket import LeakyBucket
@@ -85,9 +85,9 @@ class Limit:
         rate = Rate.parse(self.rate)  # rate text is accepted too
         set_(self, "rate", rate)
         algorithm = self.algorithm
-        if algorithm not in ALGORITHMS:
+        if algorithm not in ALL_ALGORITHMS:
             raise ConfigError(
-                f"unknown algorithm {algorithm!r} (use one of: {', '.join(ALGORITHMS)})"
+                f"unknown algorithm {algorithm!r} (use one of: {', '.join(ALL_ALGORITHMS)})"
             )
         burst = self.burst
         if burst is not None:
@@ -134,6 +134,8 @@ class Limit:
         set_(self, "step", impl.step)
 
     def __str__(self) -> str:
+        if self.algorithm == "concurrency":
+            return f"{self.rate.limit} in flight (concurrency, lease {self.rate.period:g}s)"
         text = f"{self.rate} ({self.algorithm}"
         if self.burst is not None:
             text += f", burst {self.burst}"

@@ -25,18 +25,13 @@ from ratelimit.decision import Decision
 if TYPE_CHECKING:
     from ratelimit.limits import Limit
 
-__all__ = ["ALGORITHMS", "RATE_ALGORITHMS", "Algorithm", "AlgorithmBase"]
+__all__ = ["ALGORITHMS", "ALL_ALGORITHMS", "Algorithm", "AlgorithmBase"]
 
-#: The rate algorithm names accepted by ``Limit(algorithm=...)``.
-RATE_ALGORITHMS = (
-    "fixed_window",
-    "sliding_window",
-    "sliding_log",
-    "token_bucket",
-    "leaky_bucket",
-)
-#: Every algorithm name: the rates, and ``concurrency`` (requests in flight, with leases).
-ALGORITHMS = (*RATE_ALGORITHMS, "concurrency")
+#: The rate algorithms: what ``Limit(algorithm=...)`` decides (memory and Redis alike).
+ALGORITHMS = ("fixed_window", "sliding_window", "sliding_log", "token_bucket", "leaky_bucket")
+#: Every name ``Limit(algorithm=...)`` accepts: the rates, and ``concurrency`` (requests in
+#: flight, taken and given back as leases: :mod:`ratelimit.algorithms.concurrency`).
+ALL_ALGORITHMS = (*ALGORITHMS, "concurrency")
 
 
 class Algorithm(Protocol):

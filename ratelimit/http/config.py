@@ -22,8 +22,18 @@ from ratelimit.backends import validate_url
 from ratelimit.errors import ConfigError
 from ratelimit.http.headers import HEADER_MODES
 from ratelimit.http.keys import validate_key
+from ratelimit.http.policies import (
+    Network,
+    compile_cost,
+    compile_tier,
+    parse_ban,
+    parse_count,
+    parse_networks,
+)
 from ratelimit.http.rules import KeySpec, Rule
 from ratelimit.limits import BUCKETS, Limit
+from ratelimit.metrics.config import MetricsConfig, parse_metrics
+from ratelimit.rate import Rate, parse_duration
 
 __all__ = ["ON_ERROR_MODES", "PROXY_HEADERS", "Config", "load_config"]
 
@@ -49,6 +59,10 @@ _TOP_KEYS = (
     "max_delay",
     "timeout",
     "local_fraction",
+    "allow",
+    "deny",
+    "reload",
+    "metrics",
     "rules",
 )
 _RULE_KEYS = (
@@ -63,7 +77,18 @@ _RULE_KEYS = (
     "key",
     "cost",
     "exempt",
+    "tier",
+    "tiers",
+    "count",
+    "ban",
+    "lease",
+    "allow",
+    "deny",
 )
+#: The keys of a rule's ``ban`` table.
+_BAN_KEYS = ("after", "within", "duration")
+#: How long a concurrency slot is held at most when ``lease`` is not given, seconds.
+DEFAULT_LEASE = 60.0
 
 
 def _unknown(keys: Any, valid: Sequence[str], where: str) -> None:
@@ -127,6 +152,24 @@ def _compile_limit(
         raise ConfigError(f"{where}{culprit}: {text}") from None
 
 
+def _concurrency_limit(data: Mapping[str, Any], rates: list[Any], where: str) -> Limit:
+    """``algorithm = "concurrency"``: ``limit = N`` requests in flight, held at most
+    ``lease`` (default 60 s) each."""
+    for option in ("burst", "mode"):
+        if option in data:
+            raise ConfigError(f"{where}{option}: not for a concurrency rule")
+    if len(rates) != 1 or "limits" in data:
+        raise ConfigError(f"{where}limit: a concurrency rule takes one 'limit = N'")
+    count = rates[0]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError(
+            f"{where}limit: a concurrency limit is a whole number of requests in flight ≥ 1, "
+            f"got {count!r}"
+        )
+    lease = _option(where, "lease", parse_duration, data.get("lease", DEFAULT_LEASE))
+    return Limit(Rate(count, lease), "concurrency")
+
+
 def _check_shared_burst(data: Mapping[str, Any], limits: Sequence[Limit], where: str) -> None:
     """Refuse one rule-level ``burst`` shared by limits of different periods: the long
     limit's bucket would then hold only ``burst`` and refill at its own slow rate, admitting
@@ -178,16 +221,19 @@ def compile_rule(
         "burst": data.get("burst"),
         "mode": data.get("mode"),
     }
-    limits = [
-        _compile_limit(
-            rate,
-            defaults,
-            max_delay,
-            field_name if field_name == "limit" else f"limits[{i}]",
-            where,
-        )
-        for i, rate in enumerate(rates)
-    ]
+    if algorithm == "concurrency":
+        limits = [_concurrency_limit(data, rates, where)]
+    else:
+        limits = [
+            _compile_limit(
+                rate,
+                defaults,
+                max_delay,
+                field_name if field_name == "limit" else f"limits[{i}]",
+                where,
+            )
+            for i, rate in enumerate(rates)
+        ]
     _check_shared_burst(data, limits, where)
     if not rates and (defaults["burst"] is not None or "algorithm" in data):
         raise ConfigError(f"{where}limit: missing (a rule needs 'limit' or 'limits')")
@@ -197,6 +243,7 @@ def compile_rule(
             validate_key(key)
         except ConfigError as exc:
             raise ConfigError(f"{where}key: {exc}") from None
+    policies = _compile_policies(data, name, defaults, max_delay, limits, where)
     try:
         return Rule(
             name=name,
@@ -204,11 +251,104 @@ def compile_rule(
             methods=data.get("methods"),
             limits=tuple(limits),
             key=key,
-            cost=data.get("cost", 1),
             exempt=exempt,
+            **policies,
         )
     except ConfigError as exc:
         raise ConfigError(f"{where}{exc}") from None
+
+
+def _option(where: str, key: str, parse: Any, value: Any) -> Any:
+    """``parse(value)``, with a ConfigError naming ``where`` + ``key``."""
+    try:
+        return parse(value)
+    except ConfigError as exc:
+        text = str(exc)
+        sep = "" if text.startswith("[") else ": "
+        raise ConfigError(f"{where}{key}{sep}{text}") from None
+
+
+def _compile_policies(
+    data: Mapping[str, Any],
+    name: str,
+    defaults: Mapping[str, Any],
+    max_delay: float | None,
+    limits: list[Limit],
+    where: str,
+) -> dict[str, Any]:
+    """The policy fields of a rule (SPEC §5 "Policies"), checked against each other."""
+    out: dict[str, Any] = {}
+    if data.get("exempt") is True:
+        extra = sorted(set(data) & {"tier", "tiers", "count", "ban", "lease", "allow", "deny"})
+        if extra:
+            raise ConfigError(f"{where}{extra[0]}: an exempt rule takes no policy")
+        return out
+    if "cost" in data:
+        out["cost"] = _option(where, "cost", compile_cost, data["cost"])
+    concurrency = defaults["algorithm"] == "concurrency"
+    if concurrency:
+        for option in ("tier", "tiers", "count", "ban"):
+            if option in data:
+                raise ConfigError(
+                    f"{where}{option}: not for a concurrency rule (it limits requests in "
+                    "flight, not a rate)"
+                )
+    elif "lease" in data:
+        raise ConfigError(f'{where}lease: only for algorithm = "concurrency"')
+    if "count" in data:
+        out["count"] = _option(where, "count", parse_count, data["count"])
+        shaped = [lim for lim in limits if lim.algorithm == "leaky_bucket" and lim.mode == "shape"]
+        if shaped and out["count"] != "all":
+            raise ConfigError(
+                f"{where}count: a shaping leaky bucket delays a request by what it adds to the "
+                'queue, which is not known before the response; use mode = "police" or '
+                "another algorithm with count"
+            )
+    if "ban" in data:
+        out["ban"] = _option(where, "ban", parse_ban, data["ban"])
+    for option in ("allow", "deny"):
+        if option in data:
+            out[option] = _option(where, option, parse_networks, data[option])
+    if "tiers" in data and "tier" not in data:
+        raise ConfigError(f"{where}tiers: needs 'tier' (what picks a request's tier)")
+    if "tier" in data:
+        out["tier"] = _option(where, "tier", compile_tier, data["tier"])
+        out["tiers"] = _compile_tiers(data.get("tiers", {}), name, defaults, max_delay, where)
+    return out
+
+
+def _compile_tiers(
+    tiers: Any,
+    rule: str,
+    defaults: Mapping[str, Any],
+    max_delay: float | None,
+    where: str,
+) -> dict[str, tuple[Limit, ...] | None]:
+    """``[rules.tiers]``: tier name → rate, list of rates / limit tables, or ``"exempt"``."""
+    if not isinstance(tiers, Mapping) or not tiers:
+        raise ConfigError(f"{where}tiers: must be a table of tier = limits, got {tiers!r}")
+    out: dict[str, tuple[Limit, ...] | None] = {}
+    for tier, value in tiers.items():
+        label = f"tiers.{tier}"
+        if not tier or not all(c.isalnum() or c in "-_" for c in tier):
+            raise ConfigError(f"{where}{label}: tier names are letters, digits, '-' and '_'")
+        if value == "exempt":
+            out[tier] = None
+            continue
+        items = value if isinstance(value, list | tuple) else [value]
+        if not items:
+            raise ConfigError(f'{where}{label}: a tier needs at least one limit, or "exempt"')
+        made = [
+            _compile_limit(item, defaults, max_delay, f"{label}[{i}]", where)
+            for i, item in enumerate(items)
+        ]
+        names = (
+            [f"{rule}.{tier}"]
+            if len(made) == 1
+            else [f"{rule}.{tier}.{i}" for i in range(len(made))]
+        )
+        out[tier] = tuple(replace(lim, name=n) for lim, n in zip(made, names, strict=True))
+    return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,6 +375,9 @@ class Config:
             included (``None``: the URL's ``?timeout=``, else 0.1).
         local_fraction: with ``on_error = "local"``, the share of each limit one process
             enforces on its own while the backend fails (``0.25`` for 4 workers).
+        allow: client networks never limited (not counted, no headers).
+        deny: client networks always refused with 403 problem+json.
+        reload: re-read the TOML file when it changes (the middleware, not this object).
         rules: the compiled rules, in order.
         source: where the config came from, for error messages.
     """
@@ -250,7 +393,12 @@ class Config:
     max_delay: float | None = 5.0
     timeout: float | None = None
     local_fraction: float = 1.0
+    allow: tuple[Network, ...] = ()
+    deny: tuple[Network, ...] = ()
+    reload: bool = False
     rules: tuple[Rule, ...] = ()
+    #: The ``[metrics]`` table (:class:`~ratelimit.metrics.MetricsConfig`; a dict is parsed).
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: str = field(default="config", compare=False)
     #: What ``ratelimit check`` prints as warnings: legal, but probably not what was meant.
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -283,6 +431,17 @@ class Config:
         ):
             raise ConfigError(f"{src}local_fraction: must be a number in (0, 1], got {fraction!r}")
         set_(self, "local_fraction", float(fraction))
+        for name in ("allow", "deny"):
+            value = getattr(self, name)
+            if not (isinstance(value, tuple) and all(hasattr(n, "prefixlen") for n in value)):
+                try:
+                    set_(self, name, parse_networks(value))
+                except ConfigError as exc:
+                    text = str(exc)
+                    sep = "" if text.startswith("[") else ": "
+                    raise ConfigError(f"{src}{name}{sep}{text}") from None
+        if not isinstance(self.reload, bool):
+            raise ConfigError(f"{src}reload: must be true or false, got {self.reload!r}")
         try:
             validate_key(self.key)
         except ConfigError as exc:
@@ -326,6 +485,7 @@ class Config:
         ):
             raise ConfigError(f"{src}max_delay: must be a number of seconds ≥ 0, got {delay!r}")
         set_(self, "rules", self._compile_rules(src))
+        set_(self, "metrics", parse_metrics(self.metrics, self.source))
         warnings = list(self.warnings)
         if not self.rules:
             warnings.append(

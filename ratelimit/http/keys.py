@@ -64,6 +64,11 @@ class RequestInfo:
         """The authenticated user's identity, or ``None`` for an anonymous request."""
         return None
 
+    def user_attribute(self, name: str) -> str | None:
+        """Attribute ``name`` of the authenticated user as text (``tier = "user:plan"``), or
+        ``None`` (anonymous, no such attribute, or a framework without user objects)."""
+        return None
+
 
 @lru_cache(maxsize=8192)
 def _parse(text: str) -> Address | None:

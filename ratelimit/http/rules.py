@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING, Any
 
 from ratelimit.errors import ConfigError
+from ratelimit.http.policies import Ban, content_length
 from ratelimit.limits import Limit
 
 if TYPE_CHECKING:
@@ -179,6 +181,12 @@ def match_segments(pattern: Pattern, segments: Sequence[str]) -> bool:
     return p == n_pat
 
 
+def _callable_name(func: Any) -> str:
+    if func is content_length:
+        return "content-length"
+    return f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', repr(func))}"
+
+
 def key_prefix(spec: KeySpec) -> str:
     """The counter-key prefix of a key spec: what kind of identity the counters hold."""
     if callable(spec):
@@ -216,8 +224,17 @@ class Rule:
         limits: the limits checked, named ``name`` (one limit) or ``name.0``, ``name.1``, ...
         key: the key spec (``ip``, ``user``, ``global``, ``header:<name>``,
             ``"module:callable"`` or a callable); ``None`` means the config's ``key``.
-        cost: what one request costs (≥ 1).
+        cost: what one request costs: a whole number ≥ 1, or a function of the request
+            (``cost = "content-length"``, ``"module:callable"``); a cost of 0 passes uncounted.
         exempt: a matching exempt rule stops the walk: later rules do not apply.
+        tier: the function picking a request's tier (``None``: no tiers).
+        tiers: tier name → its limits (named ``<rule>.<tier>``), or ``None`` for an exempt
+            tier. A request with no tier, or one not listed, gets :attr:`limits`.
+        count: which responses are counted (:func:`ratelimit.http.policies.parse_count`);
+            anything but ``"all"`` counts after the response.
+        ban: refuse a client that this rule rejected too often (or ``None``).
+        allow: client networks this rule never limits.
+        deny: client networks this rule always refuses (403).
     """
 
     name: str
@@ -225,8 +242,14 @@ class Rule:
     methods: tuple[str, ...] | None = None
     limits: tuple[Limit, ...] = ()
     key: KeySpec | None = None
-    cost: int = 1
+    cost: int | Callable[[RequestInfo], int] = 1
     exempt: bool = False
+    tier: Callable[[RequestInfo], str | None] | None = None
+    tiers: Mapping[str, tuple[Limit, ...] | None] = field(default_factory=dict)
+    count: str | frozenset[int] = "all"
+    ban: Ban | None = None
+    allow: tuple[IPv4Network | IPv6Network, ...] = ()
+    deny: tuple[IPv4Network | IPv6Network, ...] = ()
     _exact: str | None = field(init=False, repr=False, compare=False)
     _pattern: Pattern | None = field(init=False, repr=False, compare=False)
     _methods: frozenset[str] | None = field(init=False, repr=False, compare=False)
@@ -262,8 +285,12 @@ class Rule:
         else:
             set_(self, "_methods", None)
         cost = self.cost
-        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+        if callable(cost):
+            cost_cap = 0
+        elif isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
             raise ConfigError(f"cost: must be a whole number of at least 1, got {cost!r}")
+        else:
+            cost_cap = cost
         if not isinstance(self.exempt, bool):
             raise ConfigError(f"exempt: must be true or false, got {self.exempt!r}")
         limits = tuple(self.limits)
@@ -274,7 +301,7 @@ class Rule:
         for limit in limits:
             if not isinstance(limit, Limit):
                 raise ConfigError(f"limits: expected Limit objects, got {limit!r}")
-            if cost > limit.capacity:
+            if cost_cap > limit.capacity:
                 raise ConfigError(
                     f"cost: {cost} is more than the capacity of {limit} ({limit.capacity}), "
                     "so every request would be rejected"
@@ -291,6 +318,33 @@ class Rule:
                 for limit, name in zip(limits, names, strict=True)
             ),
         )
+
+    @property
+    def has_policies(self) -> bool:
+        """Whether the rule needs more than a fixed decision (its own group in a plan)."""
+        return bool(
+            self.tier is not None
+            or callable(self.cost)
+            or self.count != "all"
+            or self.ban is not None
+            or self.allow
+            or self.deny
+            or self.is_concurrency
+        )
+
+    @property
+    def is_concurrency(self) -> bool:
+        """Whether the rule limits requests in flight (``algorithm = "concurrency"``)."""
+        return any(limit.algorithm == "concurrency" for limit in self.limits)
+
+    @property
+    def quota_unit(self) -> str:
+        """The unit of the rule's quotas in ``RateLimit-Policy`` (``qu``)."""
+        if self.is_concurrency:
+            return "concurrent-requests"
+        if self.cost is content_length:
+            return "content-bytes"
+        return "requests"
 
     def matches(self, method: str, path: str) -> bool:
         """Whether the rule applies to ``method`` (any case) and a normalised ``path``."""
@@ -339,6 +393,16 @@ class Rule:
             "methods": list(self.methods) if self.methods else None,
             "limits": [str(limit) for limit in self.limits],
             "key": key if isinstance(key, str) or key is None else key_prefix(key)[7:-1],
-            "cost": self.cost,
+            "cost": self.cost if isinstance(self.cost, int) else _callable_name(self.cost),
             "exempt": self.exempt,
+            "tiers": {
+                name: "exempt" if limits is None else [str(limit) for limit in limits]
+                for name, limits in self.tiers.items()
+            },
+            "count": self.count if isinstance(self.count, str) else sorted(self.count),
+            "ban": None
+            if self.ban is None
+            else f"after {self.ban.after} in {self.ban.within:g}s: {self.ban.duration:g}s",
+            "allow": [str(n) for n in self.allow],
+            "deny": [str(n) for n in self.deny],
         }

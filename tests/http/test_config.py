@@ -274,6 +274,11 @@ def test_describe_for_the_cli() -> None:
         "key": None,
         "cost": 1,
         "exempt": False,
+        "tiers": {},
+        "count": "all",
+        "ban": None,
+        "allow": [],
+        "deny": [],
     }
 
 

@@ -114,6 +114,13 @@ class DjangoRequest(RequestInfo):
             return None
         return str(user.pk)
 
+    def user_attribute(self, name: str) -> str | None:
+        """Attribute ``name`` of the authenticated ``request.user`` (``tier = "user:..."``)."""
+        from ratelimit.asgi import user_attribute
+
+        user = self._user if self._user is not None else getattr(self.native, "user", None)
+        return user_attribute(user, name)
+
 
 def to_response(reply: Reply) -> HttpResponse:
     """The Django response of a 429 / 503 reply."""
