@@ -173,6 +173,6 @@ def test_an_outage_logs_one_warning_and_one_info(
     assert "circuit open" in warning.getMessage() and "ConnectionError" in warning.getMessage()
     assert warning.exc_info is None  # no traceback below DEBUG
     failed = int(re.search(r"(\d+) decisions failed", info.getMessage()).group(1))  # type: ignore[union-attr]
-    # Every request between the kill and the recovery, give or take the one in flight at each.
-    assert abs(failed - (recovered - killed)) <= 2, (failed, recovered - killed)
+    # Every request between the kill and the recovery, give or take those in flight at each.
+    assert recovered - killed - 2 <= failed <= recovered - killed + 5, (failed, recovered - killed)
     assert failed >= 200

@@ -131,7 +131,7 @@ def test_script_flush_during_load_raises_nothing(redis_url: str, redis_client: A
 
 def test_no_key_is_left_without_a_ttl(redis_url: str, redis_client: Any) -> None:
     """After many decisions over every algorithm and many keys, every key carries a TTL."""
-    backend = RedisBackend.from_url(redis_url)
+    backend = RedisBackend.from_url(redis_url, timeout=5)
     limiter = Limiter(backend)
     limits = [Limit("3/minute", algorithm=a) for a in ALGORITHMS]
     limits.append(Limit("2/minute", algorithm="leaky_bucket", mode="police"))
@@ -150,7 +150,11 @@ def test_outage_fails_fast_then_recovers(redis_proc: RedisServer, redis_url: str
     """Redis killed: BackendError; the breaker then fails fast; after restart, it recovers."""
     breaker_clock = FakeClock()
     backend = RedisBackend.from_url(
-        redis_url, breaker_threshold=3, breaker_cooldown=2.0, breaker_clock=breaker_clock
+        redis_url,
+        timeout=5,
+        breaker_threshold=3,
+        breaker_cooldown=2.0,
+        breaker_clock=breaker_clock,
     )
     limit = Limit("5/second")
     assert backend.decide("k", [limit], 1)[0].allowed
@@ -207,7 +211,7 @@ def test_backend_from_url_and_unix_socket() -> None:
         sock = str(Path(tmp) / "redis.sock")
         with redis_server("--unixsocket", sock, "--unixsocketperm", "700") as server:
             for url in (server.url, f"unix://{sock}?db=0"):
-                backend = backend_from_url(url)
+                backend = backend_from_url(url, timeout=5)
                 assert isinstance(backend, RedisBackend)
                 limiter = Limiter(backend)
                 assert limiter.hit(url, "1/minute").allowed
@@ -248,7 +252,7 @@ async def test_concurrent_calls_share_one_pipeline(redis_url: str, redis_client:
         return pipe
 
     client.pipeline = counting_pipeline  # type: ignore[method-assign]
-    backend = RedisBackend(async_client=client, clock=lambda: 1.0)
+    backend = RedisBackend(async_client=client, clock=lambda: 1.0, timeout=5)
     limit = Limit("50/minute")
     await backend.adecide("warm-up", [limit], 1)  # a batch of one: EVALSHA, NOSCRIPT, EVAL
     assert sizes == []  # a batch of one is a plain execute_command
@@ -267,7 +271,11 @@ async def test_async_noscript_and_outage(redis_proc: RedisServer, redis_url: str
 
     breaker_clock = FakeClock()
     backend = RedisBackend.from_url(
-        redis_url, breaker_threshold=2, breaker_cooldown=1.0, breaker_clock=breaker_clock
+        redis_url,
+        timeout=5,
+        breaker_threshold=2,
+        breaker_cooldown=1.0,
+        breaker_clock=breaker_clock,
     )
     limit = Limit("10/second", algorithm="sliding_window")
     first = await asyncio.gather(*(backend.adecide("k", [limit], 1) for _ in range(3)))
@@ -290,7 +298,7 @@ async def test_async_noscript_and_outage(redis_proc: RedisServer, redis_url: str
 
 def test_one_backend_serves_several_event_loops(redis_url: str) -> None:
     """The same backend object works from two successive event loops (asyncio.run twice)."""
-    backend = RedisBackend.from_url(redis_url, clock=lambda: 3.0)
+    backend = RedisBackend.from_url(redis_url, clock=lambda: 3.0, timeout=5)
     limit = Limit("3/minute")
 
     async def hit() -> bool:
@@ -306,7 +314,7 @@ def test_one_backend_serves_several_event_loops(redis_url: str) -> None:
 
 def test_one_round_trip_per_decision(redis_url: str, redis_client: Any) -> None:
     """A decision over three limits is one EVALSHA and nothing else, sync and asyncio."""
-    backend = RedisBackend.from_url(redis_url)
+    backend = RedisBackend.from_url(redis_url, timeout=5)
     limits = [Limit("5/second"), Limit("9/minute", algorithm="token_bucket"), Limit("99/hour")]
     backend.decide("warm-up", limits, 1)  # NOSCRIPT, then EVAL caches the script
     redis_client.config_resetstat()
@@ -335,7 +343,7 @@ def test_one_round_trip_per_decision(redis_url: str, redis_client: Any) -> None:
 
 def test_memory_per_tracked_key(redis_url: str, redis_client: Any) -> None:
     """Redis attributes at most 90 bytes to a tracked key, for every O(1) algorithm."""
-    backend = RedisBackend.from_url(redis_url)
+    backend = RedisBackend.from_url(redis_url, timeout=5)
     limits = [
         Limit("100/hour"),
         Limit("1000/second", algorithm="sliding_window"),
@@ -355,7 +363,7 @@ async def test_adecide_each_is_atomic_across_clients_when_pipelined(redis_url: s
     """Concurrent adecide_each calls (auto-pipelined) over two clients' keys and two costs
     admit exactly what the tighter item allows, and a rejection consumes nothing."""
     backend = RedisBackend.from_url(
-        redis_url, prefix="each:", clock=lambda: 500.0, ttl_pad_ms=10**7
+        redis_url, prefix="each:", clock=lambda: 500.0, ttl_pad_ms=10**7, timeout=5
     )
     by_ip, by_key = Limit("10/hour", name="ip"), Limit("6/hour", name="key")
     items = [("203.0.113.7", by_ip, 1), ("api-key-1", by_key, 2)]
