@@ -198,9 +198,7 @@ def too_many_requests(decision: Decision, extra: HeaderPairs) -> Reply:
 def forbidden() -> Reply:
     """The 403 reply to a client in a ``deny`` list."""
     body = problem(403, "Forbidden", "This client is not allowed to use this service.", None)
-    return Reply(
-        403, [(_CONTENT_TYPE, _PROBLEM), (_CONTENT_LENGTH, b"%d" % len(body))], body
-    )
+    return Reply(403, [(_CONTENT_TYPE, _PROBLEM), (_CONTENT_LENGTH, b"%d" % len(body))], body)
 
 
 def without_body(reply: Reply) -> Reply:

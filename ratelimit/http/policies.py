@@ -191,7 +191,7 @@ def compile_cost(spec: object) -> int | CostFunc:
         func: CostFunc = _import(spec, "cost")
         return func
     if callable(spec):
-        return spec  # type: ignore[no-any-return]
+        return spec
     raise ConfigError(
         f"must be a whole number of at least 1, 'content-length' or 'module:callable', got {spec!r}"
     )
@@ -201,7 +201,7 @@ def compile_tier(spec: object) -> TierFunc:
     """``tier``: ``header:<name>``, ``user:<attribute>``, ``"module:callable"`` or a
     callable — what picks the tier of a request."""
     if callable(spec):
-        return spec  # type: ignore[return-value]
+        return spec
     if not isinstance(spec, str) or not spec:
         raise ConfigError(
             f"expected header:<name>, user:<attribute> or 'module:callable', got {spec!r}"
