@@ -1,14 +1,39 @@
-"""Redis backend benchmark: ours vs a raw EVALSHA loop and the ``limits`` package, one run.
+"""Redis backend benchmark: what a decision costs the Redis server, ours and the peers.
 
 Run from the repository root::
 
-    python -m benchmarks.redis            # 3 interleaved rounds of 3 s per throughput variant
-    python -m benchmarks.redis --quick    # 1 round of 1 s, fewer keys, short HTTP runs
+    python -m benchmarks.redis                    # server CPU per decision, 3 rounds
+    python -m benchmarks.redis --only ratelimit --single --rounds 5
+    python -m benchmarks.redis --throughput       # the client-side runs (calls/s, middleware)
 
 (``python benchmarks/redis.py`` works too.) The script starts its own ``redis-server`` on a
-free port (``tests/support/redis_server.py``), measures, and stops it. Every variant talks to
-that same server over TCP on 127.0.0.1, one after the other, rounds interleaved so that noise
-from the (shared, noisy) machine spreads over all of them; the median round is reported.
+free port (``tests/support/redis_server.py``), measures, and stops it.
+
+**Server CPU per decision** (the default; issue 10). For every algorithm, with one limit
+and with three limits in one call, 1,000 client keys × 20 decisions (keys round-robin, rate
+100/minute, so every decision is admitted and writes), one decision per round trip from a
+sync client, on an emptied server:
+
+* Redis server µs per decision from ``INFO commandstats`` after ``CONFIG RESETSTAT``: the
+  ``usec`` of the commands the clients sent, divided by the decisions. A script's
+  (``EVALSHA``) time already includes the commands it runs (``TIME``, ``GET``, ``SET``...,
+  which commandstats also lists on their own lines): adding those again would count them
+  twice, so a MONITOR pass before each run tells sent commands from script-run ones;
+* the ``redis-server`` process CPU (user + system, ``/proc/<pid>/stat``) per decision as a
+  cross-check: it also holds the network I/O of each round trip (reading, parsing, writing
+  replies), which commandstats leaves out;
+* ``MEMORY USAGE`` of every key midway through the run (a sliding log then holds 10
+  entries), summed and divided by the clients: bytes per client, every key it costs;
+* side by side: ``limits`` (its Redis storage: fixed window, sliding window counter, moving
+  window for the log), throttled-py (fixed window, sliding window, token bucket, leaking
+  bucket) and PyrateLimiter (``RedisBucket`` with ``FixedWindow`` and ``SlidingWindowLog``,
+  ``StateBucket`` + ``RedisStateStore`` with ``TokenBucket``), each through its public API.
+  Three limits: ours and PyrateLimiter decide them in one script call; ``limits`` and
+  throttled-py make one call per limit (and are not atomic across them).
+
+Rounds are interleaved so that machine noise spreads over all variants; medians reported.
+
+**Throughput** (``--throughput``; issue 4):
 
 * **sync**: ``Limiter.hit`` in a loop, as a ratio to a raw ``EVALSHA`` loop that sends the
   very same script, keys and arguments with the same redis-py client (target ≥ 0.9);
@@ -48,6 +73,241 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 HIGH = "1000000/second"  # never bites: every call is admitted (and writes its state)
 TASKS = 64
+
+
+# --------------------------------------------------------------------------- server CPU
+
+#: The rate every variant enforces; 20 decisions per key in a run all pass it.
+RATE = "100/minute"
+#: Three limits in one call: all pass in a run, so every limit of every decision writes.
+RATES3 = ("100/minute", "1000/hour", "10000/day")
+ALGORITHMS = ("fixed_window", "sliding_window", "sliding_log", "token_bucket", "leaky_bucket")
+#: MONITOR's name for the commands a script runs (not sent by a client).
+_SCRIPT_CLIENT = "lua"
+
+
+class Variant:
+    """One library × algorithm × number of limits: ``build(url)`` returns ``decide(key)``."""
+
+    def __init__(
+        self, library: str, algorithm: str, limits: int, build: Callable[[str], Any], note: str = ""
+    ) -> None:
+        self.library = library
+        self.algorithm = algorithm
+        self.limits = limits
+        self.build = build
+        self.note = note
+
+    @property
+    def name(self) -> str:
+        return f"{self.library} {self.algorithm} ×{self.limits}"
+
+
+def _ours(algorithm: str, rates: tuple[str, ...]) -> Callable[[str], Any]:
+    def build(url: str) -> Any:
+        from ratelimit import Limit, Limiter, RedisBackend
+
+        options: dict[str, Any] = {"mode": "police"} if algorithm == "leaky_bucket" else {}
+        limits = [Limit(r, algorithm=algorithm, **options) for r in rates]
+        hit = Limiter(RedisBackend.from_url(url, timeout=5.0)).hit
+        return lambda key: hit(key, *limits)
+
+    return build
+
+
+def _limits(strategy: str, rates: tuple[str, ...]) -> Callable[[str], Any]:
+    def build(url: str) -> Any:
+        import limits
+        import limits.storage
+        import limits.strategies
+
+        lib = getattr(limits.strategies, strategy)(limits.storage.RedisStorage(url))
+        items = [limits.parse(r) for r in rates]
+        if len(items) == 1:
+            item = items[0]
+            return lambda key: lib.hit(item, key)
+        return lambda key: [lib.hit(item, key) for item in items]  # one call per limit
+
+    return build
+
+
+def _throttled(using: str, rates: tuple[str, ...]) -> Callable[[str], Any]:
+    def build(url: str) -> Any:
+        import throttled
+
+        store = throttled.RedisStore(server=url)
+        per = {"minute": throttled.per_min, "hour": throttled.per_hour, "day": throttled.per_day}
+        limiters = []
+        for text in rates:
+            count, unit = text.split("/")
+            limiters.append(
+                throttled.Throttled(using=using, quota=per[unit](int(count)), store=store)
+            )
+        if len(limiters) == 1:
+            limit = limiters[0].limit
+            return lambda key: limit(key)
+        return lambda key: [t.limit(key) for t in limiters]  # one call per limit
+
+    return build
+
+
+def _pyrate(kind: str, rates: tuple[str, ...]) -> Callable[[str], Any]:
+    def build(url: str) -> Any:
+        import pyrate_limiter as pl
+        import redis
+
+        client = redis.Redis.from_url(url)
+        units = {"minute": pl.Duration.MINUTE, "hour": pl.Duration.HOUR, "day": pl.Duration.DAY}
+        parsed = [pl.Rate(int(c), units[u]) for c, u in (r.split("/") for r in rates)]
+        buckets: dict[str, Any] = {}
+
+        def bucket(key: str) -> Any:  # what a BucketFactory does: one bucket per client key
+            if kind == "token_bucket":
+                store = pl.RedisStateStore(client, f"pyrate:{key}")
+                return pl.StateBucket(parsed, pl.TokenBucket(), store)
+            algorithm = pl.FixedWindow() if kind == "fixed_window" else pl.SlidingWindowLog()
+            return pl.RedisBucket.init(parsed, client, f"pyrate:{key}", algorithm)
+
+        def decide(key: str) -> Any:
+            b = buckets.get(key)
+            if b is None:
+                b = buckets[key] = bucket(key)
+            return b.put(pl.RateItem(key, time.time_ns() // 1_000_000))
+
+        return decide
+
+    return build
+
+
+def cpu_variants() -> list[Variant]:
+    """Every variant of the server-CPU table, ours first, peers where they have the algorithm."""
+    out = []
+    for n, rates in ((1, (RATE,)), (3, RATES3)):
+        out += [Variant("ratelimit", a, n, _ours(a, rates)) for a in ALGORITHMS]
+        separate = "one call per limit" if n > 1 else ""
+        for algorithm, strategy in (
+            ("fixed_window", "FixedWindowRateLimiter"),
+            ("sliding_window", "SlidingWindowCounterRateLimiter"),
+            ("sliding_log", "MovingWindowRateLimiter"),
+        ):
+            out.append(Variant("limits", algorithm, n, _limits(strategy, rates), separate))
+        for algorithm, using in (
+            ("fixed_window", "fixed_window"),
+            ("sliding_window", "sliding_window"),
+            ("token_bucket", "token_bucket"),
+            ("leaky_bucket", "leaking_bucket"),
+        ):
+            out.append(Variant("throttled-py", algorithm, n, _throttled(using, rates), separate))
+        for algorithm in ("fixed_window", "sliding_log", "token_bucket"):
+            out.append(Variant("pyrate-limiter", algorithm, n, _pyrate(algorithm, rates)))
+    return out
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the process has used, from ``/proc/<pid>/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _classify(client: Any, decide: Callable[[str], Any], keys: list[str]) -> dict[str, float]:
+    """The share of each command's calls that clients send (the rest a script runs).
+
+    A script command's ``usec`` already includes the commands the script calls, so only the
+    commands sent by a client are added up: MONITOR tells them apart (``lua`` client).
+    """
+    sent: dict[str, int] = {}
+    nested: dict[str, int] = {}
+    with client.monitor() as monitor:
+        for key in keys:
+            decide(key)
+        client.echo("__end__")
+        while True:
+            entry = monitor.next_command()
+            name = entry["command"].split(" ", 1)[0].lower()
+            if name == "echo" and entry["command"].endswith("__end__"):
+                break
+            into = nested if entry["client_type"] == _SCRIPT_CLIENT else sent
+            into[name] = into.get(name, 0) + 1
+    return {name: n / (n + nested.get(name, 0)) for name, n in sent.items()}
+
+
+def _commandstats(client: Any) -> dict[str, tuple[int, int]]:
+    """command (lower case, subcommands joined by ``|``) -> (calls, usec)."""
+    return {
+        name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+        for name, v in client.info("commandstats").items()
+    }
+
+
+class CpuResult:
+    """One variant's run: server µs per decision (commandstats, /proc) and bytes per client."""
+
+    def __init__(
+        self, usec: float, proc_usec: float, round_trips: float, inner: float, memory: float
+    ) -> None:
+        self.usec = usec  # commandstats: Σ usec of the commands clients sent / decisions
+        self.proc_usec = proc_usec  # redis-server user + system CPU / decisions
+        self.round_trips = round_trips  # commands clients sent per decision
+        self.inner = inner  # commands scripts ran per decision
+        self.memory = memory  # Σ MEMORY USAGE of all keys / clients, midway through the run
+
+
+def run_cpu(server: Any, variant: Variant, clients: int, per_key: int) -> CpuResult:
+    """``clients × per_key`` decisions (keys round-robin) on an emptied server."""
+    import redis
+
+    client = redis.Redis.from_url(server.url)
+    pid = server.process.pid
+    keys = [f"10.0.{i >> 8}.{i & 255}" for i in range(clients)]
+    client.flushall()
+    decide = variant.build(server.url)
+    share = _classify(client, decide, ["warm-up"] * 3)  # loads the scripts too
+    client.flushall()
+    client.config_resetstat()
+    cpu = _proc_cpu(pid)
+    memory = 0.0
+    for rnd in range(per_key):
+        for key in keys:
+            decide(key)
+        if rnd == per_key // 2 - 1:  # midway: a sliding log holds per_key / 2 entries
+            before = _proc_cpu(pid)
+            memory = _memory_of_all_keys(client) / clients
+            cpu += _proc_cpu(pid) - before  # not part of the decisions
+    cpu = _proc_cpu(pid) - cpu
+    stats = _commandstats(client)
+    decisions = clients * per_key
+    sent = sum(usec * share[name] for name, (_, usec) in stats.items() if name in share)
+    trips = sum(calls * share[name] for name, (calls, _) in stats.items() if name in share)
+    inner = sum(
+        calls * (1 - share.get(name, 0.0))
+        for name, (calls, _) in stats.items()
+        if not name.startswith(("info", "config", "memory", "scan"))
+    )
+    client.close()
+    return CpuResult(
+        sent / decisions, cpu * 1e6 / decisions, trips / decisions, inner / decisions, memory
+    )
+
+
+def _memory_of_all_keys(client: Any) -> float:
+    """Σ MEMORY USAGE (SAMPLES 0: every element) over every key of the database."""
+    pipe = client.pipeline(transaction=False)
+    for key in client.scan_iter(count=1000):
+        pipe.execute_command("MEMORY", "USAGE", key, "SAMPLES", "0")
+    return float(sum(pipe.execute()))
+
+
+def cpu_table(
+    server: Any, variants: list[Variant], rounds: int, clients: int, per_key: int
+) -> dict[str, list[CpuResult]]:
+    """Every variant ``rounds`` times, rounds interleaved (noise spreads over all of them)."""
+    results: dict[str, list[CpuResult]] = {v.name: [] for v in variants}
+    for _ in range(rounds):
+        for variant in variants:
+            results[variant.name].append(run_cpu(server, variant, clients, per_key))
+            print(".", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return results
 
 
 # --------------------------------------------------------------------------- throughput
@@ -340,20 +600,75 @@ def _http(redis_url: str, variant: str, seconds: float, connections: int) -> tup
 
 # --------------------------------------------------------------------------- driver
 
+#: Server µs per decision (commandstats), one limit, Redis 7.0 (issue 10).
+TARGETS = {
+    "fixed_window": 5.0,
+    "sliding_window": 5.0,
+    "token_bucket": 6.0,
+    "leaky_bucket": 6.0,
+    "sliding_log": 8.0,
+}
+LIBRARIES = ("ratelimit", "limits", "throttled-py", "pyrate-limiter")
+
+
+def _print_cpu(results: dict[str, list[CpuResult]], variants: list[Variant]) -> None:
+    def med(name: str, attr: str) -> float:
+        return statistics.median(getattr(r, attr) for r in results[name])
+
+    print(
+        "\nRedis server time per decision: µs from INFO commandstats (the commands clients "
+        "sent; a script's time includes the commands it runs), and in brackets the "
+        "redis-server process CPU from /proc (network I/O included). Median of the rounds."
+    )
+    print("\n| algorithm | limits | " + " | ".join(LIBRARIES) + " | target (ours, 1 limit) |")
+    print("|---|---:|" + "---:|" * len(LIBRARIES) + "---|")
+    by = {(v.library, v.algorithm, v.limits): v for v in variants}
+    for n in (1, 3):
+        for algorithm in ALGORITHMS:
+            cells = []
+            for library in LIBRARIES:
+                v = by.get((library, algorithm, n))
+                if v is None:
+                    cells.append("–")
+                    continue
+                cells.append(f"{med(v.name, 'usec'):.1f} ({med(v.name, 'proc_usec'):.0f})")
+            target = f"≤ {TARGETS[algorithm]:g} µs" if n == 1 else ""
+            print(f"| {algorithm} | {n} | " + " | ".join(cells) + f" | {target} |")
+    print(
+        "\n| variant | server µs (commandstats) | rounds | redis-server CPU µs (/proc) "
+        "| commands sent | commands in scripts | bytes per client (MEMORY USAGE) | notes |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|---|")
+    for v in variants:
+        rs = results[v.name]
+        spread = "–".join(f"{x:.1f}" for x in (min(r.usec for r in rs), max(r.usec for r in rs)))
+        print(
+            f"| {v.name} | {med(v.name, 'usec'):.2f} | {spread} | {med(v.name, 'proc_usec'):.1f} "
+            f"| {med(v.name, 'round_trips'):.2f} | {med(v.name, 'inner'):.2f} "
+            f"| {med(v.name, 'memory'):.0f} | {v.note} |"
+        )
+
 
 def main(argv: list[str] | None = None) -> int:
-    """Run everything against one fresh redis-server and print the table."""
+    """Run the measurements against one fresh redis-server and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--rounds", type=int, help="interleaved throughput rounds")
-    parser.add_argument("--duration", type=float, help="seconds per variant per round")
-    parser.add_argument("--keys", type=int, help="client keys for the memory measurement")
-    parser.add_argument("--no-http", action="store_true", help="skip the middleware part")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant")
+    parser.add_argument("--clients", type=int, default=1000, help="client keys")
+    parser.add_argument("--per-key", type=int, default=20, help="decisions per client key")
+    parser.add_argument(
+        "--only", action="append", help="libraries to run (ratelimit, limits, ...); repeatable"
+    )
+    parser.add_argument("--algorithm", action="append", help="algorithms to run; repeatable")
+    parser.add_argument("--single", action="store_true", help="one limit only (not three)")
+    parser.add_argument(
+        "--throughput",
+        action="store_true",
+        help="the client-side runs instead: sync and asyncio calls/s, memory, middleware",
+    )
+    parser.add_argument("--quick", action="store_true", help="--throughput: a short smoke run")
+    parser.add_argument("--keys", type=int, help="--throughput: client keys for memory")
+    parser.add_argument("--no-http", action="store_true", help="--throughput: skip middleware")
     args = parser.parse_args(argv)
-    rounds = args.rounds or (4 if args.quick else 15)
-    seconds = args.duration or (0.25 if args.quick else 0.5)
-    http_rounds, http_seconds = (1, 2.0) if args.quick else (3, 3.0)
-    keys = args.keys or (5_000 if args.quick else 50_000)
 
     sys.path.insert(0, str(ROOT))
     from tests.support.redis_server import HAVE_REDIS, SKIP_REASON, redis_server
@@ -365,10 +680,40 @@ def main(argv: list[str] | None = None) -> int:
         ["redis-server", "--version"], capture_output=True, text=True, check=True
     ).stdout.split()[2]
     print(
-        f"redis-server {version}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.1f}. Throughput: {rounds} interleaved rounds of "
-        f"{seconds:g} s per variant, ratios taken round by round, medians reported. "
-        "The machine is shared and noisy: read the ratios, not the absolute numbers."
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: redis-server {version}, "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}."
+    )
+    if args.throughput:
+        return _throughput_main(args, redis_server)
+    variants = [
+        v
+        for v in cpu_variants()
+        if (not args.only or v.library in args.only)
+        and (not args.algorithm or v.algorithm in args.algorithm)
+        and (not args.single or v.limits == 1)
+    ]
+    print(
+        f"{args.clients:,} client keys × {args.per_key} decisions each (round-robin), "
+        f"rate {RATE} (three limits: {', '.join(RATES3)}), every decision admitted; "
+        f"{args.rounds} interleaved rounds; sync clients, one decision per round trip."
+    )
+    with redis_server() as server:
+        results = cpu_table(server, variants, args.rounds, args.clients, args.per_key)
+    _print_cpu(results, variants)
+    print(f"\nload average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+def _throughput_main(args: argparse.Namespace, redis_server: Any) -> int:
+    """The client-side measurements (issue 4): calls/s, memory per key, middleware."""
+    rounds = 4 if args.quick else 15
+    seconds = 0.25 if args.quick else 0.5
+    http_rounds, http_seconds = (1, 2.0) if args.quick else (3, 3.0)
+    keys = args.keys or (5_000 if args.quick else 50_000)
+    print(
+        f"Throughput: {rounds} interleaved rounds of {seconds:g} s per variant, ratios taken "
+        "round by round, medians reported. The machine is shared and noisy: read the ratios."
     )
     with redis_server() as server:
         url = server.url
