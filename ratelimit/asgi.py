@@ -21,7 +21,7 @@ from typing import Any
 
 from ratelimit.backends.base import Backend
 from ratelimit.http.config import Config
-from ratelimit.http.engine import Engine, RejectHandler
+from ratelimit.http.engine import Engine, Pending, RejectHandler
 from ratelimit.http.headers import HeaderPairs, Reply
 from ratelimit.http.keys import RequestInfo
 
@@ -136,7 +136,14 @@ class RateLimitMiddleware:
             return
         engine = self.engine
         scope[SCOPE_KEY] = engine
-        plan = engine.plan(scope["method"] if kind == "http" else "GET", route_path(scope))
+        path = route_path(scope)
+        status = engine.status
+        if status is not None and path == status.path and kind == "http":
+            from ratelimit.http.status import asgi_reply  # never rate limited itself
+
+            await send_reply(send, asgi_reply(status, scope))
+            return
+        plan = engine.plan(scope["method"] if kind == "http" else "GET", path)
         if plan is None:
             await self.app(scope, receive, send)
             return
@@ -150,11 +157,45 @@ class RateLimitMiddleware:
         if outcome.delay:
             await self.sleep(outcome.delay)
         extra = outcome.headers
+        start = "http.response.start" if kind == "http" else "websocket.accept"
+        if outcome.pending is not None:
+            await _settling(self.app, engine, outcome.pending, scope, receive, send, start, extra)
+            return
         if not extra:
             await self.app(scope, receive, send)
             return
-        start = "http.response.start" if kind == "http" else "websocket.accept"
         await self.app(scope, receive, _adding_headers(send, start, extra))
+
+
+async def _settling(
+    app: ASGIApp,
+    engine: Engine,
+    pending: Pending,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    start: str,
+    extra: HeaderPairs,
+) -> None:
+    """Call ``app``, then settle ``pending`` with the response status — however the response
+    ends: sent, the client gone (the app returns or is cancelled) or the app raising (counted
+    as a 500). The settling is shielded, so a cancelled request still gives its lease back."""
+    status = 500
+    sent = _adding_headers(send, start, extra)
+
+    async def send_noting_status(message: Message) -> None:
+        nonlocal status
+        kind = message["type"]
+        if kind == "http.response.start":
+            status = message["status"]
+        elif kind == "websocket.accept":
+            status = 101
+        await sent(message)
+
+    try:
+        await app(scope, receive, send_noting_status)
+    finally:
+        await asyncio.shield(engine.asettle(pending, status))
 
 
 def _adding_headers(send: Send, start: str, extra: HeaderPairs) -> Send:

@@ -12,7 +12,7 @@ Leaky-bucket shaping waits with ``time.sleep`` in the worker thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -22,7 +22,7 @@ from ratelimit.http.engine import Engine, RejectHandler
 from ratelimit.http.headers import HeaderPairs
 from ratelimit.http.keys import RequestInfo
 
-__all__ = ["RateLimitMiddleware", "WsgiRequest", "status_line", "str_headers"]
+__all__ = ["RateLimitMiddleware", "Settling", "WsgiRequest", "status_line", "str_headers"]
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -93,6 +93,13 @@ class RateLimitMiddleware:
         engine = self.engine
         method = environ["REQUEST_METHOD"].upper()
         path = wsgi_path(environ)  # PATH_INFO: already below the mount point (SCRIPT_NAME)
+        status = engine.status
+        if status is not None and path == status.path:
+            from ratelimit.http.status import wsgi_reply  # never rate limited itself
+
+            page = wsgi_reply(status, environ)
+            start_response(status_line(page.status), str_headers(page.headers))
+            return [page.body]
         plan = engine.plan(method, path)
         if plan is None:
             return self.app(environ, start_response)
@@ -104,13 +111,47 @@ class RateLimitMiddleware:
             return [reply.body]
         if outcome.delay:
             self.sleep(outcome.delay)
-        if not outcome.headers:
+        pending = outcome.pending
+        if not outcome.headers and pending is None:
             return self.app(environ, start_response)
         extra = str_headers(outcome.headers)
+        seen = [500]  # the status the app answered (a 500 until it says otherwise)
 
         def start_with_headers(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
+            seen[0] = int(status.split(None, 1)[0])
             return start_response(status, [*headers, *extra], exc_info)
 
-        return self.app(environ, start_with_headers)
+        if pending is None:
+            return self.app(environ, start_with_headers)
+        try:
+            body = self.app(environ, start_with_headers)
+        except BaseException:
+            engine.settle(pending, 500)
+            raise
+        return Settling(body, lambda: engine.settle(pending, seen[0]))
+
+
+class Settling:
+    """The application's response iterable, settling the request (the ``count`` of a
+    policy, a concurrency lease) when the server closes it — after the last byte was sent,
+    or the client went away (PEP 3333: the server always calls ``close()``)."""
+
+    def __init__(self, body: Iterable[bytes], settle: Callable[[], None]) -> None:
+        self._body = body
+        self._settle: Callable[[], None] | None = settle
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        """Close the application's iterable, then settle (once)."""
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            settle, self._settle = self._settle, None
+            if settle is not None:
+                settle()

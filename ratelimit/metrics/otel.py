@@ -1,0 +1,46 @@
+"""OpenTelemetry metrics through ``opentelemetry-api`` (extra ``[otel]``; SPEC §7 names).
+
+Meter ``"ratelimit"`` (with the package version), instruments:
+
+- ``ratelimit.requests`` — counter, attributes ``rule`` and ``outcome``;
+- ``ratelimit.decision.duration`` — histogram in seconds (unit ``s``), attribute ``backend``;
+- ``ratelimit.backend.errors`` — counter, attributes ``backend`` and ``kind``.
+
+With only the API installed the calls are no-ops; an SDK ``MeterProvider`` (set globally, or
+passed as ``MetricsConfig(opentelemetry=provider)``) makes them record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import metrics
+
+__all__ = ["OtelMetrics"]
+
+
+class OtelMetrics:
+    """The three instruments on the meter of ``provider`` (``True``: the global provider)."""
+
+    def __init__(self, provider: Any = True) -> None:
+        from ratelimit import __version__
+
+        if provider is True or provider is None:
+            meter = metrics.get_meter("ratelimit", __version__)
+        else:
+            meter = provider.get_meter("ratelimit", __version__)
+        self.requests = meter.create_counter(
+            "ratelimit.requests",
+            unit="{request}",
+            description="Requests decided by the rate limiter, by rule and outcome.",
+        )
+        self.decision_duration = meter.create_histogram(
+            "ratelimit.decision.duration",
+            unit="s",
+            description="Time to decide a request, backend round trip included.",
+        )
+        self.backend_errors = meter.create_counter(
+            "ratelimit.backend.errors",
+            unit="{error}",
+            description="Failed backend decisions, by kind.",
+        )
