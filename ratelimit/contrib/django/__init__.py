@@ -37,7 +37,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from ratelimit.backends.base import Backend
 from ratelimit.contrib._decorator import decorator_rule
 from ratelimit.http.config import Config, load_config
-from ratelimit.http.engine import Engine, Outcome, RejectHandler
+from ratelimit.http.engine import Engine, Outcome, Pending, RejectHandler
 from ratelimit.http.headers import HeaderPairs, Reply
 from ratelimit.http.keys import RequestInfo
 from ratelimit.http.rules import KeySpec
@@ -176,7 +176,11 @@ class RateLimitMiddleware:
             return to_response(outcome.reply)
         if outcome.delay:
             self.sleep(outcome.delay)
-        return _finish(self.get_response(request), outcome)
+        response = _finish(self.get_response(request), outcome)
+        pending = outcome.pending
+        if pending is not None:
+            _settle_after(response, pending, engine)
+        return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         engine = self.engine
@@ -189,7 +193,43 @@ class RateLimitMiddleware:
             return to_response(outcome.reply)
         if outcome.delay:
             await self.asleep(outcome.delay)
-        return _finish(await self.get_response(request), outcome)
+        response = _finish(await self.get_response(request), outcome)
+        pending = outcome.pending
+        if pending is not None:
+            if getattr(response, "streaming", False):
+                _settle_after(response, pending, engine)
+            else:
+                await engine.asettle(pending, response.status_code)
+        return response
+
+
+def _settle_after(response: HttpResponseBase, pending: Pending, engine: Engine) -> None:
+    """Settle ``pending`` (count, concurrency lease) once ``response`` is over: now for a
+    plain response; for a streaming one when its content has been sent or abandoned."""
+    status = response.status_code
+    if not getattr(response, "streaming", False):
+        engine.settle(pending, status)
+        return
+    content: Any = response.streaming_content
+    if hasattr(content, "__aiter__"):
+
+        async def astream() -> Any:
+            try:
+                async for chunk in content:
+                    yield chunk
+            finally:
+                await engine.asettle(pending, status)
+
+        response.streaming_content = astream()
+        return
+
+    def stream() -> Any:
+        try:
+            yield from content
+        finally:
+            engine.settle(pending, status)
+
+    response.streaming_content = stream()
 
 
 async def _async_info(request: HttpRequest, needs_user: bool) -> DjangoRequest:
