@@ -46,6 +46,13 @@ import redis.exceptions as rex
 
 from ratelimit.backends.circuit import CircuitBreaker
 from ratelimit.backends.pipelining import AutoPipeline
+from ratelimit.backends.redis_leases import (
+    LEASE_SCRIPT,
+    LEASE_SHA,
+    acquire_args,
+    decode_acquire,
+    release_args,
+)
 from ratelimit.backends.redis_script import (
     SCRIPT,
     SCRIPT_SHA,
@@ -532,6 +539,64 @@ class RedisBackend:
             if error is None:
                 raise
             raise error from exc
+
+    # -- concurrency leases (ratelimit.backends.redis_leases) --------------------------------
+
+    def lease_key(self, key: str, limit: Limit) -> bytes:
+        """The Redis key of ``key``'s leases under the concurrency ``limit``."""
+        return self._prefix + key_tag(key) + b":lease:" + limit.id.encode()
+
+    def _run_lease(self, key: bytes, args: list[bytes]) -> Any:
+        self._check()
+        client = self._client or self._sync_client()
+        try:
+            try:
+                reply = client.execute_command("EVALSHA", LEASE_SHA, 1, key, *args)
+            except rex.NoScriptError:
+                reply = client.execute_command("EVAL", LEASE_SCRIPT, 1, key, *args)
+        except Exception as exc:
+            error = self._failed(exc)
+            if error is None:
+                raise
+            raise error from exc
+        self.breaker.success()
+        return reply
+
+    async def _arun_lease(self, key: bytes, args: list[bytes]) -> Any:
+        self._check()
+        client = self._side().client
+        try:
+            async with asyncio.timeout(self.timeout):
+                try:
+                    reply = await client.execute_command("EVALSHA", LEASE_SHA, 1, key, *args)
+                except rex.NoScriptError:
+                    reply = await client.execute_command("EVAL", LEASE_SCRIPT, 1, key, *args)
+        except Exception as exc:
+            error = self._failed(exc)
+            if error is None:
+                raise
+            raise error from exc
+        self.breaker.success()
+        return reply
+
+    def acquire(self, key: str, limit: Limit, token: str) -> Decision:
+        """Take a lease of the concurrency ``limit`` for ``key`` (see
+        :meth:`MemoryBackend.acquire <ratelimit.MemoryBackend.acquire>`): one script run."""
+        args = acquire_args(self._now_arg(), token, limit)
+        return decode_acquire(self._run_lease(self.lease_key(key, limit), args), limit)
+
+    def release(self, key: str, limit: Limit, token: str) -> None:
+        """Give back ``token``'s lease (a lease not given back expires by itself)."""
+        self._run_lease(self.lease_key(key, limit), release_args(self._now_arg(), token))
+
+    async def aacquire(self, key: str, limit: Limit, token: str) -> Decision:
+        """:meth:`acquire` for asyncio code (bounded by :attr:`timeout`)."""
+        args = acquire_args(self._now_arg(), token, limit)
+        return decode_acquire(await self._arun_lease(self.lease_key(key, limit), args), limit)
+
+    async def arelease(self, key: str, limit: Limit, token: str) -> None:
+        """:meth:`release` for asyncio code."""
+        await self._arun_lease(self.lease_key(key, limit), release_args(self._now_arg(), token))
 
     def close(self) -> None:
         """Close the sync client if this backend created it."""
