@@ -30,17 +30,17 @@ def test_space_saving_guarantees(stream: list[int], capacity: int) -> None:
     """Bounded, never underestimates, overestimates by at most N / capacity, and keeps every
     item seen more than N / capacity times."""
     sketch = SpaceSaving(capacity)
-    for item in stream:
-        sketch.add(str(item))
-    true = Counter(str(item) for item in stream)
+    for number in stream:
+        sketch.add(str(number))
+    true = Counter(str(number) for number in stream)
     assert len(sketch.counts) <= capacity
     assert sum(sketch.counts.values()) == len(stream)
     bound = len(stream) / capacity
     for item, count in sketch.counts.items():
         assert true[item] <= count <= true[item] + bound
-    for item, count in true.items():
+    for name, count in true.items():
         if count > bound:
-            assert item in sketch.counts
+            assert name in sketch.counts
 
 
 def test_windows_forget_old_minutes() -> None:
