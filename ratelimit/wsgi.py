@@ -29,14 +29,22 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 
+#: The request headers a WSGI environ carries without the ``HTTP_`` prefix.
+_UNPREFIXED = frozenset({"CONTENT_LENGTH", "CONTENT_TYPE"})
+
+
 class WsgiRequest(RequestInfo):
     """A :class:`RequestInfo` over a WSGI environ."""
 
     __slots__ = ()
 
     def header(self, name: str) -> str | None:
-        """``HTTP_<NAME>`` from the environ (the server already joined repeated fields)."""
-        value: str | None = self.native.get("HTTP_" + name.upper().replace("-", "_"))
+        """``HTTP_<NAME>`` from the environ (the server already joined repeated fields);
+        ``CONTENT_LENGTH`` and ``CONTENT_TYPE``, which PEP 3333 keeps without the prefix."""
+        var = name.upper().replace("-", "_")
+        if var not in _UNPREFIXED:
+            var = "HTTP_" + var
+        value: str | None = self.native.get(var) or None
         return value
 
     def user(self) -> str | None:

@@ -103,8 +103,11 @@ class DjangoRequest(RequestInfo):
         self._user = user
 
     def header(self, name: str) -> str | None:
-        """``request.META["HTTP_<NAME>"]``."""
-        value: str | None = self.native.META.get("HTTP_" + name.upper().replace("-", "_"))
+        """``request.META["HTTP_<NAME>"]`` (``CONTENT_LENGTH`` / ``CONTENT_TYPE`` unprefixed)."""
+        var = name.upper().replace("-", "_")
+        if var not in ("CONTENT_LENGTH", "CONTENT_TYPE"):
+            var = "HTTP_" + var
+        value: str | None = self.native.META.get(var) or None
         return value
 
     def user(self) -> str | None:
