@@ -1,4 +1,5 @@
-"""The ``ratelimit`` command line: ``demo``, ``loadtest``, ``check``, ``inspect``, ``reset``.
+"""The ``ratelimit`` command line: ``demo``, ``loadtest``, ``check``, ``inspect``, ``reset``,
+``top``.
 
 ``main(argv)`` returns the exit status: 0 on success, 1 with a one-line
 ``ratelimit: error: ...`` message on stderr for bad input (never a traceback), 130 when
@@ -29,6 +30,10 @@ def _run(args: argparse.Namespace) -> int:
         from ratelimit.cli.loadtest import run_loadtest
 
         return run_loadtest(args)
+    if command == "top":
+        from ratelimit.cli.top import run_top
+
+        return run_top(args)
     from ratelimit.cli.admin import run_check, run_inspect, run_reset
 
     if command == "check":

@@ -18,8 +18,8 @@ ALGORITHM_NAMES = ("fixed_window", "sliding_window", "sliding_log", "token_bucke
 
 _DESCRIPTION = """\
 Rate limiting for Python web apps: see each algorithm at work under load (demo), load-test
-a running server (loadtest), validate a config file (check) and look at or clear one
-client's counters in a backend (inspect, reset).
+a running server (loadtest), validate a config file (check), look at or clear one
+client's counters in a backend (inspect, reset) and list the clients rejected most (top).
 
 Run "ratelimit COMMAND --help" for the options of a command.
 """
@@ -248,4 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: ratelimit reset 203.0.113.7 --config ratelimit.toml --rule login",
     )
     _add_backend_options(reset)
+
+    from ratelimit.cli.top import add_parser as add_top
+
+    add_top(commands)
     return parser
