@@ -175,6 +175,41 @@ def _backend_clock(url: str) -> Callable[[], float]:
     return lambda: time.time() + offset
 
 
+#: Where the demo app serves its status page.
+STATUS_PATH = "/_ratelimit"
+
+
+def _demo_metrics() -> tuple[dict[str, Any], Any]:
+    """The demo's ``[metrics]`` table: the status page, and Prometheus on a registry of its
+    own when prometheus_client is installed (the ``[prometheus]`` extra)."""
+    metrics: dict[str, Any] = {"status_path": STATUS_PATH}
+    try:
+        from prometheus_client import CollectorRegistry
+    except ModuleNotFoundError:
+        return metrics, None
+    registry = CollectorRegistry()
+    metrics["prometheus"] = registry
+    return metrics, registry
+
+
+def _write_metrics(base: str, out: Path, registry: Any) -> list[Path]:
+    """Write what the middleware recorded beside the chart: ``demo-metrics.json`` (the
+    status page's JSON) and, with Prometheus, ``demo-metrics.prom`` (a text exposition)."""
+    import urllib.request
+
+    request = urllib.request.Request(base + STATUS_PATH, headers={"Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        status = json.loads(response.read())
+    written = [out / "demo-metrics.json"]
+    written[0].write_text(json.dumps(status, indent=2) + "\n", encoding="utf-8")
+    if registry is not None:
+        from prometheus_client import generate_latest
+
+        written.append(out / "demo-metrics.prom")
+        written[1].write_bytes(generate_latest(registry))
+    return written
+
+
 async def _drive(streams: list[Stream], clock: Callable[[], float], progress: Progress) -> None:
     loop = asyncio.get_running_loop()
     # Start on a whole second of the backend's clock, at least half a second from now, so
@@ -198,7 +233,8 @@ def run_demo(args: argparse.Namespace) -> int:
     rate = Rate.parse(DEMO_RATE)
     duration: float = args.duration
     traffic = demo_traffic(duration, rate)
-    app = create_app(args.backend)
+    metrics, registry = _demo_metrics()
+    app = create_app(args.backend, metrics)
     out.mkdir(parents=True, exist_ok=True)
 
     say = print if not args.json else (lambda *a, **k: None)
@@ -209,6 +245,7 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     say(traffic.describe(duration), file=sys.stderr)
     with serve_in_thread(app) as base:
+        say(f"status page: {base}{STATUS_PATH} (while the demo runs)", file=sys.stderr)
         streams = {
             name: Stream(f"{base}/demo/{name}", traffic.schedule, CONCURRENCY, same_clock=True)
             for name in ALGORITHMS
@@ -232,6 +269,7 @@ def run_demo(args: argparse.Namespace) -> int:
         progress = Progress(render, enabled=not (args.quiet or args.json))
         asyncio.run(_drive(list(streams.values()), _backend_clock(args.backend), progress))
         progress.done()
+        metrics_files = _write_metrics(base, out, registry)
 
     summaries = {name: summarize(s.samples, duration, rate.period) for name, s in streams.items()}
     table = render_table(summaries, rate)
@@ -266,6 +304,7 @@ def run_demo(args: argparse.Namespace) -> int:
             "duration_s": duration,
             "requests_per_algorithm": len(traffic.schedule),
             "chart": str(png),
+            "metrics": [str(path) for path in metrics_files],
             "algorithms": {name: s.as_dict() for name, s in summaries.items()},
         }
         print(json.dumps(result, indent=2))
@@ -273,4 +312,5 @@ def run_demo(args: argparse.Namespace) -> int:
         print(table)
         print(footer)
         print(f"chart: {png}")
+        print(f"metrics: {', '.join(str(path) for path in metrics_files)}")
     return 0

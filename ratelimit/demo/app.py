@@ -94,10 +94,11 @@ async def _index(request: Request) -> Response:
     )
 
 
-def create_app(backend: str = "memory://") -> ASGIApp:
+def create_app(backend: str = "memory://", metrics: dict[str, Any] | None = None) -> ASGIApp:
     """The demo ASGI app: routes, the rate-limit middleware on ``backend``, Server-Timing.
 
-    At lifespan shutdown the backend's asyncio connections (Redis) are closed.
+    ``metrics``: a ``[metrics]`` table for the middleware (``ratelimit demo`` turns on the
+    status page). At lifespan shutdown the backend's asyncio connections (Redis) are closed.
     """
     from ratelimit.asgi import RateLimitMiddleware
 
@@ -110,7 +111,8 @@ def create_app(backend: str = "memory://") -> ASGIApp:
 
     routes = [Route("/", _index)]
     routes += [Route(f"/demo/{algorithm}", _ok) for algorithm in ALGORITHMS]
-    limited = RateLimitMiddleware(
-        Starlette(routes=routes, lifespan=lifespan), config=demo_config(backend)
-    )
+    config = demo_config(backend)
+    if metrics:
+        config["metrics"] = metrics
+    limited = RateLimitMiddleware(Starlette(routes=routes, lifespan=lifespan), config=config)
     return ServerTiming(limited)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,15 @@ def test_demo_prints_the_table_and_writes_the_chart(run_cli: RunCli, tmp_path: P
     assert width > 1000 and height > 5 * 150  # five panels stacked
     table = (out / "demo-table.txt").read_text()
     assert table.splitlines()[2].startswith("fixed_window")
+    # The status page's URL while it runs, and what the middleware recorded beside the chart.
+    assert re.search(r"status page: http://127\.0\.0\.1:\d+/_ratelimit", result.stderr)
+    recorded = json.loads((out / "demo-metrics.json").read_text())
+    for name in ALGORITHMS:
+        row = next(line for line in lines if line.startswith(name + " ")).split()
+        rule = next(r for r in recorded["rules"] if r["name"] == name)
+        assert sum(rule["counts"]["15m"].values()) == int(row[1])
+    exposition = (out / "demo-metrics.prom").read_text()
+    assert 'ratelimit_requests_total{outcome="rejected",rule="sliding_log"}' in exposition
 
 
 def test_demo_json_shows_the_algorithms_differ(run_cli: RunCli, tmp_path: Path) -> None:
