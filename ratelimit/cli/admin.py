@@ -29,6 +29,27 @@ def _key_text(spec: object, own: bool = True) -> str:
     return str(text) if own else f"{text} (default)"
 
 
+def _policies_text(info: dict[str, object]) -> str:
+    """The policies of a rule summary, as one cell of the ``check`` table."""
+    parts = []
+    tiers = info.get("tiers") or {}
+    assert isinstance(tiers, dict)
+    for name, limits in tiers.items():
+        text = limits if isinstance(limits, str) else "; ".join(limits)
+        parts.append(f"tier {name}: {text}")
+    count = info.get("count")
+    if count not in (None, "all"):
+        parts.append(f"count {count}")
+    if info.get("ban"):
+        parts.append(f"ban {info['ban']}")
+    for name in ("allow", "deny"):
+        networks = info.get(name) or []
+        assert isinstance(networks, list)
+        if networks:
+            parts.append(f"{name} {','.join(networks)}")
+    return " | ".join(parts) or "-"
+
+
 def run_check(args: argparse.Namespace) -> int:
     """Validate ``args.config`` and print its rules as a table."""
     config = load_config(args.config)
@@ -46,7 +67,8 @@ def run_check(args: argparse.Namespace) -> int:
                 methods,
                 "exempt" if rule.exempt else limits,
                 key,
-                "-" if rule.exempt else str(rule.cost),
+                "-" if rule.exempt else str(info["cost"]),
+                _policies_text(info),
             ]
         )
     print(
@@ -54,10 +76,13 @@ def run_check(args: argparse.Namespace) -> int:
         f"backend {config.backend}, key {_key_text(config.key)}, headers "
         f"{config.headers}, on_error {config.on_error}, max_delay {config.max_delay}"
         + (", shadow mode" if config.shadow else "")
+        + (f", allow {','.join(map(str, config.allow))}" if config.allow else "")
+        + (f", deny {','.join(map(str, config.deny))}" if config.deny else "")
+        + (", reload on change" if config.reload else "")
     )
     if rows:
-        header = ["#", "name", "path", "methods", "limits", "key", "cost"]
-        print(format_table(header, rows, "rllllll"))
+        header = ["#", "name", "path", "methods", "limits", "key", "cost", "policies"]
+        print(format_table(header, rows, "rlllllll"))
     for warning in config.warnings:
         print(f"warning: {warning}")
     return 0

@@ -57,13 +57,31 @@ def test_check_prints_the_rules(run_cli: RunCli, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"{path}: OK, 3 rules; backend memory://")
-    assert lines[1].split() == ["#", "name", "path", "methods", "limits", "key", "cost"]
+    assert lines[1].split() == ["#", "name", "path", "methods", "limits", "key", "cost", "policies"]
     login, api, health = lines[3], lines[4], lines[5]
     assert login.split()[:4] == ["0", "login", "/auth/login", "POST"]
     assert "5/minute (fixed_window)" in login and "ip (default)" in login
     assert "10/second (token_bucket, burst 20); 1000/hour (token_bucket)" in api
     assert "header:x-api-key" in api
     assert health.split()[2:5] == ["/healthz", "*", "exempt"]
+
+
+def test_check_shows_the_policies(run_cli: RunCli, tmp_path: Path) -> None:
+    """Tiers, count, ban and allow/deny lists appear in the rule's policies cell."""
+    text = (
+        'deny = ["203.0.113.0/24"]\n[[rules]]\nname = "api"\npath = "/api/**"\n'
+        'limit = "100/hour"\ntier = "header:x-plan"\ncount = "failures"\n'
+        'ban = { after = 3, within = "1 hour", duration = "1 day" }\n'
+        '[rules.tiers]\npro = "10/second"\ninternal = "exempt"\n'
+        '[[rules]]\nname = "exports"\npath = "/export"\nalgorithm = "concurrency"\nlimit = 2\n'
+    )
+    result = run_cli("check", str(_write(tmp_path, text)))
+    assert result.returncode == 0, result.stderr
+    assert "deny 203.0.113.0/24" in result.stdout.splitlines()[0]
+    api = next(line for line in result.stdout.splitlines() if " api " in line)
+    assert "tier pro: 10/second (fixed_window)" in api and "tier internal: exempt" in api
+    assert "count failures" in api and "ban after 3 in 3600s: 86400s" in api
+    assert "2 in flight (concurrency, lease 60s)" in result.stdout
 
 
 def test_check_accepts_the_example_config(run_cli: RunCli) -> None:

@@ -24,7 +24,16 @@ COMMANDS = {
 def test_example_config_is_valid() -> None:
     """examples/ratelimit.toml loads and has the documented rules."""
     config = load_config(ROOT / "examples" / "ratelimit.toml")
-    assert [rule.name for rule in config.rules] == ["login", "api", "upload", "/healthz", "site"]
+    assert [rule.name for rule in config.rules] == [
+        "login",
+        "login-failures",
+        "api",
+        "report-concurrency",
+        "upload-bytes",
+        "upload",
+        "/healthz",
+        "site",
+    ]
 
 
 @pytest.mark.slow
@@ -37,7 +46,9 @@ def test_example_app_limits_login(framework: str) -> None:
         health = httpx.get(url + "/healthz")
         home = httpx.get(url + "/")
     assert [r.status_code for r in logins] == [200] * 5 + [429]
-    assert logins[0].headers["ratelimit-policy"] == '"login";q=5;w=60, "site";q=300;w=60'
+    assert logins[0].headers["ratelimit-policy"] == (
+        '"login";q=5;w=60, "login-failures";q=20;w=900, "site";q=300;w=60'
+    )
     assert logins[5].headers["content-type"] == "application/problem+json"
     assert int(logins[5].headers["retry-after"]) >= 1
     assert health.status_code == 200 and "ratelimit" not in health.headers
