@@ -240,8 +240,9 @@ class Recorder:
                 if policy in rule.limits:
                     self._rule_of[policy.id] = rule.name
                     return rule.name
-            for rule in plan.rules:  # a tier's limits: "api.pro", "api.pro.0"
-                if policy.name == rule.name or (policy.name or "").startswith(rule.name + "."):
+            for rule in plan.rules:  # a tier's limits ("api.pro", "api.pro.0"), a ban's
+                name = policy.name or ""
+                if name == rule.name or name.startswith((rule.name + ".", rule.name + ":")):
                     return rule.name
         return plan.rules[0].name
 
