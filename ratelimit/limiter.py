@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import NamedTuple
+
 from ratelimit.backends import backend_from_url
 from ratelimit.backends.base import Backend
 from ratelimit.decision import Decision, combine
 from ratelimit.limits import Limit, as_limits, check_cost
 
-__all__ = ["Limiter"]
+__all__ = ["Lease", "Limiter", "tiered_key"]
+
+
+class Lease(NamedTuple):
+    """A slot of a concurrency limit (:meth:`Limiter.acquire`): give it back with
+    :meth:`Limiter.release` when the work is done (it expires by itself after the lease)."""
+
+    decision: Decision
+    key: str
+    limit: Limit
+    token: str
+
+    def __bool__(self) -> bool:
+        return self.decision.allowed
+
+
+def tiered_key(key: str, tier: str | None) -> str:
+    """The counter key of ``key`` in ``tier``: tiers count apart (``None``: no tier)."""
+    return key if tier is None else f"{key}#tier:{tier}"
 
 
 def _peeked(now: Decision, one: Decision) -> Decision:
@@ -35,25 +58,79 @@ class Limiter:
     def __init__(self, backend: Backend | str = "memory://") -> None:
         self.backend: Backend = backend_from_url(backend) if isinstance(backend, str) else backend
         self._decide = self.backend.decide
-        # A backend may offer its own ``hit`` with these semantics in fewer Python calls
-        # (MemoryBackend.limiter_hit): then it serves this instance's hit directly.
-        direct = getattr(self.backend, "limiter_hit", None)
-        if direct is not None:
-            self.hit = direct  # type: ignore[method-assign]
+        #: MemoryBackend.limiter_hit: this method's work in one Python frame (paid for by
+        #: ``python benchmarks/memory.py``, where a decision is a few Python calls long).
+        self._direct = getattr(self.backend, "limiter_hit", None)
 
-    def hit(self, key: str, *limits: Limit | str, cost: int = 1) -> Decision:
-        """Count a request of ``cost`` for ``key`` against ``limits``; return the decision."""
+    def hit(
+        self, key: str, *limits: Limit | str, cost: int = 1, tier: str | None = None
+    ) -> Decision:
+        """Count a request of ``cost`` for ``key`` against ``limits``; return the decision.
+
+        ``tier`` (say the client's plan) makes the counters of each tier separate: pass the
+        tier's own limits with it (``limiter.hit(key, *plans[plan], tier=plan)``).
+        """
+        if tier is not None:
+            key = tiered_key(key, tier)
+        direct = self._direct
+        if direct is not None:
+            result: Decision = direct(key, *limits, cost=cost)
+            return result
         if cost != 1 or type(cost) is not int:
             check_cost(cost)
         if len(limits) == 1 and type(limits[0]) is Limit:  # the common case, kept short
             return self._decide(key, limits, cost)[0]  # type: ignore[arg-type]
         return combine(self._decide(key, as_limits(limits), cost, True))
 
-    async def ahit(self, key: str, *limits: Limit | str, cost: int = 1) -> Decision:
+    async def ahit(
+        self, key: str, *limits: Limit | str, cost: int = 1, tier: str | None = None
+    ) -> Decision:
         """:meth:`hit` for asyncio code."""
         if cost != 1 or type(cost) is not int:
             check_cost(cost)
+        key = tiered_key(key, tier)
         return combine(await self.backend.adecide(key, as_limits(limits), cost, True))
+
+    def acquire(self, key: str, limit: Limit) -> Lease:
+        """Take a slot of the concurrency ``limit`` (``Limit(Rate(n, lease_seconds),
+        "concurrency")``) for ``key``; the lease is falsy when every slot is taken."""
+        token = uuid.uuid4().hex
+        return Lease(self.backend.acquire(key, limit, token), key, limit, token)  # type: ignore[attr-defined]
+
+    def release(self, lease: Lease) -> None:
+        """Give back a slot taken with :meth:`acquire` (nothing for a refused lease)."""
+        if lease:
+            self.backend.release(lease.key, lease.limit, lease.token)  # type: ignore[attr-defined]
+
+    async def aacquire(self, key: str, limit: Limit) -> Lease:
+        """:meth:`acquire` for asyncio code."""
+        token = uuid.uuid4().hex
+        decision = await self.backend.aacquire(key, limit, token)  # type: ignore[attr-defined]
+        return Lease(decision, key, limit, token)
+
+    async def arelease(self, lease: Lease) -> None:
+        """:meth:`release` for asyncio code."""
+        if lease:
+            await self.backend.arelease(lease.key, lease.limit, lease.token)  # type: ignore[attr-defined]
+
+    @contextlib.contextmanager
+    def slot(self, key: str, limit: Limit) -> Iterator[Lease]:
+        """``with limiter.slot(key, limit) as lease: if lease: ...`` — the slot is given back
+        when the block ends, however it ends."""
+        lease = self.acquire(key, limit)
+        try:
+            yield lease
+        finally:
+            self.release(lease)
+
+    @contextlib.asynccontextmanager
+    async def aslot(self, key: str, limit: Limit) -> AsyncIterator[Lease]:
+        """:meth:`slot` for asyncio code (``async with``)."""
+        lease = await self.aacquire(key, limit)
+        try:
+            yield lease
+        finally:
+            await self.arelease(lease)
 
     def peek(self, key: str, *limits: Limit | str) -> Decision:
         """The state of ``key`` without counting anything.
