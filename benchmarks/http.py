@@ -276,13 +276,15 @@ def pinned(cpu: str) -> list[str]:
     return ["taskset", "-c", cpu] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
 
 
-def server_command(stack: str, port: int) -> list[str]:
-    """The command line of a stack's server, pinned to the server CPU."""
+def server_command(stack: str, port: int, factory: str | None = None) -> list[str]:
+    """The command line of a stack's server, pinned to the server CPU (``factory``: another
+    uvicorn app factory than :func:`starlette_app`)."""
     if stack.startswith("uvicorn"):
         http, loop = ("h11", "asyncio") if stack == "uvicorn-h11" else ("httptools", "uvloop")
         return [
             *pinned(SERVER_CPU),
-            sys.executable, "-m", "uvicorn", "--factory", "benchmarks.http:starlette_app",
+            sys.executable, "-m", "uvicorn",
+            "--factory", factory or "benchmarks.http:starlette_app",
             "--host", "127.0.0.1", "--port", str(port), "--http", http, "--loop", loop,
             "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
@@ -296,7 +298,11 @@ def server_command(stack: str, port: int) -> list[str]:
 
 @contextlib.contextmanager
 def server(
-    stack: str, variant: str, redis_url: str = "", extra_env: dict[str, str] | None = None
+    stack: str,
+    variant: str,
+    redis_url: str = "",
+    extra_env: dict[str, str] | None = None,
+    factory: str | None = None,
 ) -> Iterator[tuple[str, int]]:
     """One server for a variant, running until the block ends; yields its URL and pid."""
     from tests.support.servers import free_port, stop_process, wait_for_port
@@ -310,7 +316,7 @@ def server(
         **(extra_env or {}),
     }
     proc = subprocess.Popen(
-        server_command(stack, port),
+        server_command(stack, port, factory),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -402,21 +408,32 @@ class Sample:
     rejected: float
 
 
-def load(url: str, requests: int, connections: int) -> tuple[int, int, float]:
-    """``requests`` responses from ``url`` with wrk: (responses, non-2xx, wall seconds)."""
+def start_load(url: str, connections: int, requests: int = 0, seconds: float = 0) -> Any:
+    """Start wrk on ``url``: for exactly ``requests`` responses, or for ``seconds``."""
+    duration = round(seconds) if seconds else max(60, requests // 200)
     command = [
         *pinned(CLIENT_CPU),
-        "wrk", "-t1", f"-c{connections}", f"-d{max(60, requests // 200)}s",
-        "-s", str(COUNT_LUA), url, "--", str(requests),
+        "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", str(COUNT_LUA), url,
+        *(["--", str(requests)] if requests else []),
     ]  # fmt: skip
-    start = time.perf_counter()
-    out = subprocess.run(command, capture_output=True, text=True, timeout=900).stdout
-    wall = time.perf_counter() - start
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_load(proc: Any, url: str) -> tuple[int, int]:
+    """Wait for a wrk started by :func:`start_load`: (responses, non-2xx)."""
+    out, err = proc.communicate(timeout=900)
     for line in out.splitlines():
         if line.startswith("DONE "):
             done, bad = map(int, line.split()[1:])
-            return done, bad, wall
-    raise RuntimeError(f"wrk did not finish {requests} requests on {url}: {out[-500:]}")
+            return done, bad
+    raise RuntimeError(f"wrk failed on {url}: {out[-300:]} {err[-300:]}")
+
+
+def load(url: str, requests: int, connections: int) -> tuple[int, int, float]:
+    """``requests`` responses from ``url`` with wrk: (responses, non-2xx, wall seconds)."""
+    start = time.perf_counter()
+    done, bad = finish_load(start_load(url, connections, requests), url)
+    return done, bad, time.perf_counter() - start
 
 
 def measure(url: str, pid: int, requests: int, connections: int) -> Sample:
@@ -426,6 +443,23 @@ def measure(url: str, pid: int, requests: int, connections: int) -> Sample:
     time.sleep(0.05)  # let the server finish what was in flight when wrk left
     cpu = cpu_seconds(pid) - before
     return Sample(done / wall, cpu / done * 1e6, bad / done)
+
+
+def measure_together(
+    servers: list[tuple[str, int]], seconds: float, connections: int
+) -> list[Sample]:
+    """Load several servers at the same time for ``seconds`` (one wrk each)."""
+    before = [cpu_seconds(pid) for _, pid in servers]
+    start = time.perf_counter()
+    procs = [start_load(url, connections, seconds=seconds) for url, _ in servers]
+    counts = [finish_load(proc, url) for proc, (url, _) in zip(procs, servers, strict=True)]
+    wall = time.perf_counter() - start
+    time.sleep(0.05)
+    samples = []
+    for (_, pid), cpu0, (done, bad) in zip(servers, before, counts, strict=True):
+        cpu = cpu_seconds(pid) - cpu0
+        samples.append(Sample(done / wall, cpu / max(done, 1) * 1e6, bad / max(done, 1)))
+    return samples
 
 
 @dataclass
@@ -449,19 +483,25 @@ def run_stack(
     redis_url: str,
     log: Callable[[str], None],
     extra_env: dict[str, dict[str, str]] | None = None,
+    factory: str | None = None,
+    together: float = 0.0,
 ) -> list[Row]:
     """Every variant of ``stack`` side by side with bare, ``rounds`` times; the medians.
 
     All servers of the stack run at once (an idle server costs nothing). In every round each
     variant is measured right next to a run of bare (bare first in even rounds, second in odd
-    ones), and the CPU ratio is taken within that pair.
+    ones), and the CPU ratio is taken within that pair. With ``together`` (seconds), the pair
+    is instead loaded at the same time for that long, both servers sharing the server CPU, so
+    that whatever else the machine runs weighs on both alike.
     """
     others = [v for v in variants if v != "bare"]
     samples: dict[str, list[Sample]] = {v: [] for v in ["bare", *others]}
     ratios: dict[str, list[float]] = {v: [] for v in others}
     with contextlib.ExitStack() as stack_of_servers:
         servers = {
-            v: stack_of_servers.enter_context(server(stack, v, redis_url, (extra_env or {}).get(v)))
+            v: stack_of_servers.enter_context(
+                server(stack, v, redis_url, (extra_env or {}).get(v), factory)
+            )
             for v in samples
         }
         for url, pid in servers.values():
@@ -469,7 +509,11 @@ def run_stack(
         for r in range(rounds):
             for v in others[r % len(others) :] + others[: r % len(others)] if others else []:
                 order = ["bare", v] if r % 2 == 0 else [v, "bare"]
-                pair = {name: measure(*servers[name], requests, connections) for name in order}
+                if together:
+                    both = measure_together([servers[n] for n in order], together, connections)
+                    pair = dict(zip(order, both, strict=True))
+                else:
+                    pair = {n: measure(*servers[n], requests, connections) for n in order}
                 samples["bare"].append(pair["bare"])
                 samples[v].append(pair[v])
                 ratio = pair["bare"].cpu_us / pair[v].cpu_us
@@ -564,6 +608,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(
+        "--together",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="load each pair at the same time for SECONDS (a busy machine) instead of back to back",
+    )
+    parser.add_argument(
         "--stack", default="all", help=f"comma-separated, of {', '.join(STACKS)} (default all)"
     )
     parser.add_argument("--variants", default="", help="comma-separated (default: all)")
@@ -593,7 +644,14 @@ def main(argv: list[str] | None = None) -> int:
                 variants = ["bare", *(v for v in variants if v in wanted and v != "bare")]
             requests = args.requests or (2000 if args.quick else REQUESTS[stack])
             results[stack] = run_stack(
-                stack, variants, rounds, requests, args.connections, redis_url, log
+                stack,
+                variants,
+                rounds,
+                requests,
+                args.connections,
+                redis_url,
+                log,
+                together=args.together,
             )
     print(
         f"\n{machine()}\n\nserver on CPU {SERVER_CPU}, wrk -t1 -c{args.connections} and "

@@ -1,20 +1,25 @@
--- wrk script for benchmarks/http.py: stop after exactly N responses (wrk ... URL -- N) and
--- print "DONE <responses> <non-2xx responses>" (the server's CPU per request is counted
--- over a fixed number of requests, not a fixed time).
-local limit, done, bad = 0, 0, 0
+-- wrk script for benchmarks/http.py. With an argument (wrk ... URL -- N): stop after exactly
+-- N responses and print "DONE <responses> <non-2xx responses>" (the server's CPU per request
+-- is counted over a fixed number of requests). Without one: run for wrk's -d duration and
+-- print the same line at the end.
+local limit, count, bad = 0, 0, 0
 
 function init(args)
-  limit = tonumber(args[1])
+  limit = tonumber(args[1]) or 0
 end
 
 function response(status, headers, body)
-  done = done + 1
+  count = count + 1
   if status >= 300 then
     bad = bad + 1
   end
-  if done >= limit then
-    io.write(string.format("DONE %d %d\n", done, bad))
+  if limit > 0 and count >= limit then
+    io.write(string.format("DONE %d %d\n", count, bad))
     io.flush()
     os.exit(0)
   end
+end
+
+function done(summary, latency, requests)
+  io.write(string.format("DONE %d %d\n", summary.requests, summary.errors.status))
 end

@@ -1,0 +1,488 @@
+"""Where the middleware's time goes inside a real server: isolating experiments and profiles.
+
+Run from the repository root (needs the ``bench`` extra and ``wrk``)::
+
+    python -m benchmarks.overhead inprocess          # direct ASGI call loop, GC counts
+    python -m benchmarks.overhead server             # experiments under uvicorn (~5 min)
+    python -m benchmarks.overhead server --only ours,ours-gc-freeze --rounds 3
+    python -m benchmarks.overhead pyspy ours         # py-spy profile of the worker under load
+
+``inprocess`` drives the Starlette hello-world app of ``benchmarks/http.py`` directly (one
+coroutine per request, run to completion without an event loop, a scope shaped like
+uvicorn's httptools scope): µs per request of bare, the floor and ours (memory), and per
+request the garbage collections and GC-tracked objects left behind.
+
+``server`` runs the same app under ``uvicorn --http httptools --loop uvloop`` with one
+change per variant (the :data:`EXPERIMENTS`), each side by side with bare exactly like
+``benchmarks/http.py`` (server CPU per request from /proc, CPU ratio to bare, medians of
+rounds). Each experiment removes or replaces one suspect: the garbage collector (frozen after
+start-up, or off), the ``scope["ratelimit.engine"]`` write, the ``send`` wrapper and the
+headers, the async driver (``engine.run`` called instead of ``await engine.arun``), the
+memory backend's lock, the whole engine (a precomputed outcome), logging.
+
+``pyspy`` records a py-spy profile (speedscope JSON, ``--native``) of the server under load
+and prints the share of samples per frame of interest (``--top`` also prints the hottest
+functions).
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__" and sys.path and sys.path[0].endswith("benchmarks"):
+    sys.path[0] = sys.path[0][: -len("benchmarks")].rstrip("/\\") or "."
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from benchmarks import http as bench
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: name -> what it changes (applied by :func:`experiment_app` in the server process).
+EXPERIMENTS = {
+    "bare": "the Starlette app alone",
+    "bare-again": "the same as bare, in another process (how far apart equals measure)",
+    "floor": "a pure ASGI wrapper appending two constant headers",
+    "ours": "RateLimitMiddleware, memory backend, 1000000/second",
+    "bare-gc-freeze": "bare, gc.freeze() after start-up",
+    "ours-gc-freeze": "ours, gc.freeze() after start-up",
+    "ours-gc-off": "ours, gc.disable() (the most the collector can cost)",
+    "ours-no-scope-key": 'ours without the scope["ratelimit.engine"] write',
+    "ours-headers-none": 'ours with headers = "none" (no send wrapper, no header rendering)',
+    "ours-sync-run": "ours calling engine.run (no coroutines awaited for the decision)",
+    "ours-no-lock": "ours, the memory backend's lock replaced by a no-op",
+    "ours-stub-engine": "ours' adapter with a precomputed outcome (no engine, no backend)",
+    "ours-no-logging": "ours with logging.disable() (no logging call can cost)",
+}
+
+
+# --------------------------------------------------------------------------- the variants
+
+
+class _NoLock:
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> bool:
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def build(name: str) -> Any:
+    """The ASGI app of experiment ``name`` (also used in process by ``inprocess``)."""
+    import logging
+
+    base = name.replace("-gc-freeze", "").replace("-again", "")
+    os.environ["BENCH_VARIANT"] = base if base in ("bare", "floor") else "ours-memory"
+    app = bench.starlette_app()
+    if name == "ours-headers-none":
+        from ratelimit.asgi import RateLimitMiddleware
+
+        config = bench._our_config(bench.HIGH, "memory://")
+        app = RateLimitMiddleware(app.app, config={**config, "headers": "none"})
+    if name == "ours-no-scope-key":
+        app = _without_scope_key(app)
+    if name == "ours-sync-run":
+        engine = app.engine
+
+        async def arun(plan: Any, request: Any) -> Any:
+            return engine.run(plan, request)
+
+        engine.arun = arun
+    if name == "ours-no-lock":
+        backend = app.engine.backend
+        backend._lock = _NoLock()
+        backend.limiter_hit = backend._bind_hit()
+    if name == "ours-stub-engine":
+        app = _stub_engine(app)
+    if name == "ours-no-logging":
+        logging.disable(logging.CRITICAL)
+    return app
+
+
+def _without_scope_key(middleware: Any) -> Any:
+    """``RateLimitMiddleware.__call__`` minus the scope write (same code otherwise)."""
+    from ratelimit import asgi
+
+    engine, inner = middleware.engine, middleware.app
+
+    async def call(scope: Any, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await inner(scope, receive, send)
+            return
+        plan = engine.plan(scope["method"] if kind == "http" else "GET", asgi.route_path(scope))
+        if plan is None:
+            await inner(scope, receive, send)
+            return
+        outcome = await engine.arun(plan, asgi.request_info(scope))
+        if outcome.reply is not None:
+            await asgi.send_reply(send, outcome.reply)
+            return
+        start = "http.response.start" if kind == "http" else "websocket.accept"
+        await inner(scope, receive, asgi._adding_headers(send, start, outcome.headers))
+
+    return call
+
+
+def _stub_engine(middleware: Any) -> Any:
+    """The middleware with ``engine.arun`` answering one precomputed outcome."""
+    engine = middleware.engine
+    scope = _scope()
+    plan = engine.plan("GET", "/")
+    outcome = engine.run(plan, __import__("ratelimit.asgi").asgi.request_info(scope))
+
+    async def arun(plan: Any, request: Any) -> Any:
+        return outcome
+
+    engine.arun = arun
+    return middleware
+
+
+def experiment_app() -> Any:
+    """The app of ``BENCH_EXPERIMENT`` (``uvicorn --factory benchmarks.overhead:...``)."""
+    name = os.environ.get("BENCH_EXPERIMENT", "bare")
+    app = build(name)
+    if name.endswith("-gc-freeze"):
+        # After start-up: everything imported and built so far leaves the collector's view.
+        gc.collect()
+        gc.freeze()
+    if name == "ours-gc-off":
+        gc.disable()
+    return app
+
+
+# --------------------------------------------------------------------------- in process
+
+
+def _scope() -> dict[str, Any]:
+    """A scope shaped like uvicorn's httptools one for ``GET /``."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "scheme": "http",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8000")],
+        "state": {},
+        "method": "GET",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+    }
+
+
+class Disturb:
+    """What runs between two requests in process, outside the timed work, to leave the CPU's
+    caches and predictors as a server leaves them: ``syscall`` (a Unix socket round trip),
+    ``tcp`` (a request and a response over loopback TCP), ``evict:<KiB>`` (touch that much
+    memory, one byte per 64-byte line), joined by ``+``, or nothing."""
+
+    def __init__(self, spec: str) -> None:
+        import socket
+
+        self.pair: tuple[Any, Any] | None = None
+        if "tcp" in spec:  # a loopback TCP connection: the kernel's network stack each time
+            with socket.create_server(("127.0.0.1", 0)) as listener:
+                client = socket.create_connection(listener.getsockname())
+                self.pair = (client, listener.accept()[0])
+        elif "syscall" in spec:
+            self.pair = socket.socketpair()
+        kib = next((int(p[6:]) for p in spec.split("+") if p.startswith("evict:")), 0)
+        self.buffer = bytearray(kib * 1024) if kib else None
+
+    def __call__(self) -> None:
+        if self.pair is not None:
+            client, server = self.pair
+            client.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n")
+            server.recv(4096)
+            server.send(b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\n\r\nHello, world!")
+            client.recv(4096)
+        if self.buffer is not None:
+            buffer = self.buffer
+            buffer[::64] = bytes(len(buffer) // 64 + (len(buffer) % 64 > 0))
+
+
+def per_request(app: Any, requests: int, disturb: Disturb | None = None) -> dict[str, float]:
+    """Run ``requests`` requests through ``app`` directly: µs each, GC work per request.
+
+    With ``disturb``, it runs between requests and its own time is not counted.
+    """
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        pass
+
+    def one() -> None:
+        coro = app(_scope(), receive, send)
+        try:
+            coro.send(None)
+        except StopIteration:
+            return
+        raise RuntimeError("the app suspended: not a run-to-completion request")
+
+    for _ in range(500):
+        one()
+    collections: Counter[int] = Counter()
+    gc_time = [0.0, 0.0]
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_time[1] = time.perf_counter()
+        else:
+            collections[info["generation"]] += 1
+            gc_time[0] += time.perf_counter() - gc_time[1]
+
+    gc.collect()
+    gc.callbacks.append(watch)
+    tracked_before = len(gc.get_objects())
+    clock = time.perf_counter
+    try:
+        if disturb is None:
+            start = time.process_time()
+            for _ in range(requests):
+                one()
+            elapsed = time.process_time() - start
+        else:
+            elapsed = 0.0
+            for _ in range(requests):
+                disturb()
+                start = clock()
+                one()
+                elapsed += clock() - start
+    finally:
+        gc.callbacks.remove(watch)
+    tracked_after = len(gc.get_objects())
+    return {
+        "us": elapsed / requests * 1e6,
+        "gen0_per_1k": collections[0] / requests * 1000,
+        "gen1_per_1k": collections[1] / requests * 1000,
+        "gen2_per_1k": collections[2] / requests * 1000,
+        "gc_us": gc_time[0] / requests * 1e6,
+        "tracked_left": (tracked_after - tracked_before) / requests,
+    }
+
+
+def inprocess(names: list[str], requests: int, rounds: int, disturb: str = "") -> None:
+    """Print the direct-call cost of each variant: many short rounds, every variant once per
+    round in a rotating order, the difference to bare taken within the round; medians (and
+    the fastest round, the least disturbed by the rest of the machine)."""
+    apps = {name: build(name) for name in names}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    between = Disturb(disturb) if disturb else None
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            runs[name].append(per_request(apps[name], requests, between))
+    print(
+        f"in process{f', between requests: {disturb}' if disturb else ''}, {rounds} rounds "
+        f"of {requests:,} requests (medians); + vs bare within "
+        "each round; GC collections per 1,000 requests, µs in the collector per request, "
+        "tracked objects left per request"
+    )
+    print(
+        f"{'variant':<22}{'µs/req':>8}{'fastest':>8}{'+ vs bare':>10}{'gen0/1k':>9}"
+        f"{'gen1/1k':>9}{'gen2/1k':>9}{'gc µs':>7}{'left':>7}"
+    )
+    bare = runs[names[0]]
+    for name in names:
+        med = {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]}
+        extra = statistics.median(
+            mine["us"] - base["us"] for mine, base in zip(runs[name], bare, strict=True)
+        )
+        fastest = min(r["us"] for r in runs[name])
+        print(
+            f"{name:<22}{med['us']:>8.2f}{fastest:>8.2f}{extra:>+10.2f}"
+            f"{med['gen0_per_1k']:>9.2f}{med['gen1_per_1k']:>9.2f}{med['gen2_per_1k']:>9.2f}"
+            f"{med['gc_us']:>7.2f}{med['tracked_left']:>7.2f}"
+        )
+
+
+# --------------------------------------------------------------------------- in the server
+
+FACTORY = "benchmarks.overhead:experiment_app"
+
+
+def server(names: list[str], rounds: int, requests: int, connections: int, together: float) -> None:
+    """Every experiment under uvicorn httptools+uvloop, side by side with bare."""
+    extra = {name: {"BENCH_EXPERIMENT": name} for name in names}
+    with bench.redis_for_benchmark() as redis_url:
+        rows = bench.run_stack(
+            "uvicorn",
+            names,
+            rounds,
+            requests,
+            connections,
+            redis_url,
+            lambda line: print(line, file=sys.stderr, flush=True),
+            extra_env=extra,
+            factory=FACTORY,
+            together=together,
+        )
+    bare = next(row for row in rows if row.variant == "bare")
+    print(
+        f"\nuvicorn httptools+uvloop, {requests:,} requests per run, {rounds} rounds, each "
+        "experiment side by side with bare; medians\n"
+    )
+    print("| experiment | what changes | CPU µs/req | + µs vs bare | CPU ratio to bare |")
+    print("|---|---|---:|---:|---:|")
+    for row in rows:
+        extra_us = bare.cpu_us / row.cpu_ratio - bare.cpu_us if row.cpu_ratio else 0.0
+        print(
+            f"| {row.variant} | {EXPERIMENTS[row.variant]} | {row.cpu_us:.1f} "
+            f"| {extra_us:+.1f} | {row.cpu_ratio:.2f} |"
+        )
+
+
+# --------------------------------------------------------------------------- py-spy
+
+#: Frames whose inclusive share of the samples is printed: label -> (function, file suffix).
+FRAMES = {
+    "uvicorn run_asgi (the request)": ("run_asgi", "uvicorn/protocols/http/httptools_impl.py"),
+    "RateLimitMiddleware.__call__": ("RateLimitMiddleware.__call__", "ratelimit/asgi.py"),
+    "  engine.plan": ("Engine.plan", "ratelimit/http/engine.py"),
+    "  engine.arun (the decision)": ("Engine.arun", "ratelimit/http/engine.py"),
+    "    memory backend": ("", "ratelimit/backends/memory.py"),
+    "    headers.render": ("render", "ratelimit/http/headers.py"),
+    "  send_with_headers": ("send_with_headers", "ratelimit/asgi.py"),
+    "Starlette app": ("Starlette.__call__", "starlette/applications.py"),
+    "uvicorn send": ("RequestResponseCycle.send", "uvicorn/protocols/http/httptools_impl.py"),
+    "garbage collector": ("gc_collect_main", ""),
+}
+
+
+def pyspy(name: str, seconds: float, rate: int, top: int, out: Path) -> None:
+    """Record the server under load with py-spy and summarise the profile."""
+    if shutil.which("py-spy") is None:
+        sys.exit("py-spy is needed: pip install py-spy")
+    with bench.server("uvicorn", "bare", "", {"BENCH_EXPERIMENT": name}, factory=FACTORY) as (
+        url,
+        pid,
+    ):
+        bench.load(url, 2000, 16)
+        record = subprocess.Popen(
+            [
+                *bench.pinned(bench.CLIENT_CPU),
+                "py-spy", "record", "--native", "-r", str(rate), "-d", str(round(seconds)),
+                "-f", "speedscope", "-o", str(out), "-p", str(pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        stop = threading.Event()
+
+        def keep_loading() -> None:
+            while not stop.is_set():
+                bench.load(url, 5000, 16)
+
+        loader = threading.Thread(target=keep_loading, daemon=True)
+        time.sleep(0.5)
+        loader.start()
+        _, err = record.communicate(timeout=seconds + 120)
+        stop.set()
+        loader.join(timeout=60)
+        if record.returncode != 0:
+            sys.exit(f"py-spy failed: {err[-1000:]}")
+    summarise(out, top)
+
+
+def summarise(path: Path, top: int) -> None:
+    """Inclusive share of samples per frame of interest, the share whose innermost Python
+    frame is ours (by function), and the hottest frames by self time."""
+    data = json.loads(path.read_text())
+    frames = [(f["name"], f.get("file", ""), f.get("line", 0)) for f in data["shared"]["frames"]]
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    ours: Counter[str] = Counter()
+    total = 0.0
+    for profile in data["profiles"]:
+        for stack, weight in zip(profile["samples"], profile["weights"], strict=True):
+            total += weight
+            names = [frames[i] for i in stack]
+            if names:
+                name, file, line = names[-1]
+                own[f"{name} ({file}:{line})"] += weight
+            for label, (func, suffix) in FRAMES.items():
+                if any(n.endswith(func) and f.endswith(suffix) for n, f, _ in names):
+                    inclusive[label] += weight
+            python = [(n, f) for n, f, _ in names if f.endswith(".py")]
+            if python and "/ratelimit/" in python[-1][1]:
+                ours[python[-1][0]] += weight
+    print(f"{path}: {sum(p['endValue'] for p in data['profiles']):.0f} s sampled")
+    print("inclusive share of samples:")
+    for label in FRAMES:
+        print(f"  {label:<34}{inclusive[label] / total:>7.1%}")
+    print(f"innermost Python frame in ratelimit/: {sum(ours.values()) / total:.1%}, by function:")
+    for name, weight in ours.most_common(12):
+        print(f"  {weight / total:>6.1%}  {name}")
+    if top:
+        print("hottest frames (self time, native included):")
+        for name, weight in own.most_common(top):
+            print(f"  {weight / total:>6.1%}  {name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one of the three tools."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    sub = parser.add_subparsers(dest="tool", required=True)
+    p_in = sub.add_parser("inprocess")
+    p_in.add_argument("--requests", type=int, default=5_000)
+    p_in.add_argument("--rounds", type=int, default=30)
+    p_in.add_argument("--only", default="bare,floor,ours,ours-headers-none,ours-stub-engine")
+    p_in.add_argument("--disturb", default="", help="syscall, evict:<KiB>, joined by +")
+    p_srv = sub.add_parser("server")
+    p_srv.add_argument("--requests", type=int, default=40_000)
+    p_srv.add_argument("--rounds", type=int, default=3)
+    p_srv.add_argument("--connections", type=int, default=16)
+    p_srv.add_argument("--only", default=",".join(EXPERIMENTS))
+    p_srv.add_argument("--together", type=float, default=0.0, metavar="SECONDS")
+    p_spy = sub.add_parser("pyspy")
+    p_spy.add_argument("experiment", choices=list(EXPERIMENTS))
+    p_spy.add_argument("--seconds", type=float, default=10)
+    p_spy.add_argument("--rate", type=int, default=500)
+    p_spy.add_argument("--top", type=int, default=25)
+    p_spy.add_argument("--out", type=Path, default=None)
+    p_sum = sub.add_parser("summarise")
+    p_sum.add_argument("profile", type=Path)
+    p_sum.add_argument("--top", type=int, default=25)
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    if args.tool == "inprocess":
+        names = args.only.split(",")
+        inprocess(names, args.requests, args.rounds, args.disturb)
+    elif args.tool == "server":
+        names = ["bare", *(n for n in args.only.split(",") if n != "bare")]
+        server(names, args.rounds, args.requests, args.connections, args.together)
+    elif args.tool == "pyspy":
+        out = args.out or Path(f"profile-{args.experiment}.speedscope.json")
+        pyspy(args.experiment, args.seconds, args.rate, args.top, out)
+    else:
+        summarise(args.profile, args.top)
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
