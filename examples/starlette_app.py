@@ -5,6 +5,8 @@ Run from the repository root::
     uvicorn examples.starlette_app:app
 
 then ``curl -i -X POST localhost:8000/auth/login`` six times: the sixth answer is a 429.
+``curl localhost:8000/metrics`` shows the Prometheus metrics, ``localhost:8000/_ratelimit``
+the status page.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -49,6 +51,14 @@ async def report(request: Request) -> JSONResponse:
     return JSONResponse({"report": "expensive"})
 
 
+async def metrics(request: Request) -> Response:
+    """The Prometheus scrape (every worker's under gunicorn's multiprocess mode)."""
+    from ratelimit.metrics.prometheus import exposition
+
+    body, content_type = exposition()
+    return Response(body, media_type=content_type)
+
+
 async def echo(websocket: WebSocket) -> None:
     await websocket.accept()
     async for message in websocket.iter_text():
@@ -63,6 +73,7 @@ app = Starlette(
         Route("/upload/{bucket}", upload, methods=["POST"]),
         Route("/healthz", healthz),
         Route("/report", report),
+        Route("/metrics", metrics),
         WebSocketRoute("/ws", echo),
     ],
     middleware=[Middleware(RateLimitMiddleware, config=CONFIG)],

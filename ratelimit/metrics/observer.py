@@ -171,6 +171,8 @@ class Recorder:
             self._prom_decision = prom.decision_seconds.labels(self.backend)
             prom.backend_up.labels(self.backend).set(1)
             for rule in engine.rules:  # the series exist from the start, at 0
+                if rule.exempt:
+                    continue
                 for kind in ("allowed", "rejected"):
                     self._prom_child(rule.name, kind)
         self.otel: Any = None
