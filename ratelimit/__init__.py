@@ -20,7 +20,7 @@ from ratelimit.backends import Backend, MemoryBackend, backend_from_url
 from ratelimit.decision import Decision
 from ratelimit.errors import BackendError, ConfigError, RateLimitError
 from ratelimit.http.config import Config
-from ratelimit.limiter import Limiter
+from ratelimit.limiter import Lease, Limiter
 from ratelimit.limits import Limit
 from ratelimit.rate import Rate
 
@@ -40,6 +40,7 @@ __all__ = [
     "ConfigError",
     "Decision",
     "Limit",
+    "Lease",
     "Limiter",
     "MemoryBackend",
     "Rate",
