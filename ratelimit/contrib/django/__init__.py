@@ -171,6 +171,11 @@ class RateLimitMiddleware:
         if self.is_async:
             return self.__acall__(request)
         engine = self.engine
+        status = engine.status
+        if status is not None and request.path_info == status.path:
+            from ratelimit.http.status import django_reply  # never rate limited itself
+
+            return to_response(django_reply(status, request))
         plan = engine.plan(request.method or "GET", request.path_info)
         if plan is None:
             return self.get_response(request)
@@ -187,6 +192,11 @@ class RateLimitMiddleware:
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         engine = self.engine
+        status = engine.status
+        if status is not None and request.path_info == status.path:
+            from ratelimit.http.status import adjango_reply  # never rate limited itself
+
+            return to_response(await adjango_reply(status, request))
         plan = engine.plan(request.method or "GET", request.path_info)
         if plan is None:
             response: HttpResponseBase = await self.get_response(request)
