@@ -141,7 +141,7 @@ class RateLimitMiddleware:
         if status is not None and path == status.path and kind == "http":
             from ratelimit.http.status import asgi_reply  # never rate limited itself
 
-            await send_reply(send, asgi_reply(status, scope))
+            await send_reply(send, await asgi_reply(status, scope))
             return
         plan = engine.plan(scope["method"] if kind == "http" else "GET", path)
         if plan is None:

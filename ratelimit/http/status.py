@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
 
+from ratelimit.errors import BackendError
 from ratelimit.http.headers import Reply
 
 if TYPE_CHECKING:
@@ -30,13 +31,25 @@ if TYPE_CHECKING:
     from ratelimit.metrics.config import MetricsConfig
     from ratelimit.metrics.observer import Recorder
 
-__all__ = ["REFRESH", "WINDOWS", "StatusPage", "asgi_reply", "wsgi_reply"]
+__all__ = [
+    "REFRESH",
+    "WINDOWS",
+    "StatusPage",
+    "adjango_reply",
+    "asgi_reply",
+    "django_reply",
+    "wsgi_reply",
+]
 
 #: Seconds between the HTML page's reloads.
 REFRESH = 5
 #: The count windows, seconds.
 WINDOWS = (("1m", 60), ("5m", 300), ("15m", 900))
 _TOP_N = 10
+#: How many (rule, identity) rows are read to pick each rule's top ``_TOP_N``.
+_ALL = 1000
+#: The top offenders and, when Redis failed, why they are this process's only.
+_Top = tuple[list[tuple[str, str, int]], str | None]
 _NOT_FOUND = Reply(
     404, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"9")], b"Not Found"
 )
@@ -80,9 +93,19 @@ class StatusPage:
             address = mapped
         return any(address.version == net.version and address in net for net in self.networks)
 
-    def respond(self, method: str, peer: str | None, accept: str | None) -> Reply:
+    async def arespond(self, method: str, peer: str | None, accept: str | None) -> Reply:
+        """:meth:`respond` for asyncio code: the top offenders are read from Redis with the
+        asyncio client (the event loop is not blocked)."""
+        if not self.allows(peer):
+            return _NOT_FOUND
+        return self.respond(method, peer, accept, top=await self._atop())
+
+    def respond(
+        self, method: str, peer: str | None, accept: str | None, *, top: _Top | None = None
+    ) -> Reply:
         """The reply to a request for :attr:`path`: 404 outside ``status_allow``, else JSON
-        or HTML (by ``Accept``); ``HEAD`` without a body, other methods than GET/HEAD 405."""
+        or HTML (by ``Accept``); ``HEAD`` without a body, other methods than GET/HEAD 405.
+        ``top``: the top offenders read beforehand (else read here, blocking on Redis)."""
         if not self.allows(peer):
             return _NOT_FOUND
         method = method.upper()
@@ -94,10 +117,10 @@ class StatusPage:
             )
         wants_json = accept is not None and "json" in accept and "text/html" not in accept
         if wants_json:
-            body = json.dumps(self.data(), indent=1).encode()
+            body = json.dumps(self.data(top=top), indent=1).encode()
             ctype = b"application/json"
         else:
-            body = self.html().encode()
+            body = self.html(top=top).encode()
             ctype = b"text/html; charset=utf-8"
         headers = [
             (b"content-type", ctype),
@@ -109,24 +132,32 @@ class StatusPage:
 
     # -- data ------------------------------------------------------------------------------
 
-    def data(self) -> dict[str, Any]:
-        """Everything the page shows, as JSON-ready data."""
+    def _top(self) -> _Top:
+        redis_top = self.recorder.redis_top
+        if redis_top is None:
+            return self.recorder.top.top(None, _ALL), None
+        try:
+            return redis_top.top(None, _ALL), None
+        except BackendError as exc:  # a failing Redis: show the local view and say so
+            return self.recorder.top.top(None, _ALL), str(exc)
+
+    async def _atop(self) -> _Top:
+        redis_top = self.recorder.redis_top
+        if redis_top is None:
+            return self.recorder.top.top(None, _ALL), None
+        try:
+            return await redis_top.atop(None, _ALL), None
+        except BackendError as exc:
+            return self.recorder.top.top(None, _ALL), str(exc)
+
+    def data(self, *, top: _Top | None = None) -> dict[str, Any]:
+        """Everything the page shows, as JSON-ready data (``top``: see :meth:`respond`)."""
         from ratelimit.metrics.observer import ADMITTED, REJECTED
 
         recorder, engine = self.recorder, self.engine
         window = recorder.window
         counts = {label: window.counts(seconds) if window else {} for label, seconds in WINDOWS}
-        top_error: str | None = None
-        try:
-            top = recorder.redis_top.top(None, 1000) if recorder.redis_top else None
-        except Exception as exc:  # a failing Redis: show the local view and say so
-            from ratelimit.errors import BackendError
-
-            if not isinstance(exc, BackendError):
-                raise
-            top, top_error = None, str(exc)
-        if top is None:
-            top = recorder.top.top(None, 1000)
+        rows, top_error = top if top is not None else self._top()
         rules = []
         for rule in engine.rules:
             if rule.exempt:
@@ -146,7 +177,7 @@ class StatusPage:
                     },
                     "top": [
                         {"identity": identity, "rejections": n}
-                        for name, identity, n in top
+                        for name, identity, n in rows
                         if name == rule.name
                     ][:_TOP_N],
                 }
@@ -178,9 +209,9 @@ class StatusPage:
 
     # -- HTML ------------------------------------------------------------------------------
 
-    def html(self) -> str:
-        """The self-contained HTML page."""
-        data = self.data()
+    def html(self, *, top: _Top | None = None) -> str:
+        """The self-contained HTML page (``top``: see :meth:`respond`)."""
+        data = self.data(top=top)
         esc = html.escape
         backend = data["backend"]
         up = backend["up"]
@@ -301,18 +332,32 @@ svg.spark text{font-size:10px;fill:#777}
 """
 
 
-def asgi_reply(page: StatusPage, scope: Any) -> Reply:
+async def asgi_reply(page: StatusPage, scope: Any) -> Reply:
     """The status reply to an ASGI HTTP scope."""
     accept = None
     for name, value in scope.get("headers") or ():
         if name.lower() == b"accept":
             accept = value.decode("latin-1")
     client = scope.get("client")
-    return page.respond(scope["method"], client[0] if client else None, accept)
+    return await page.arespond(scope["method"], client[0] if client else None, accept)
 
 
 def wsgi_reply(page: StatusPage, environ: Any) -> Reply:
     """The status reply to a WSGI request."""
     return page.respond(
         environ["REQUEST_METHOD"], environ.get("REMOTE_ADDR"), environ.get("HTTP_ACCEPT")
+    )
+
+
+def django_reply(page: StatusPage, request: Any) -> Reply:
+    """The status reply to a Django request (sync views)."""
+    meta = request.META
+    return page.respond(request.method or "GET", meta.get("REMOTE_ADDR"), meta.get("HTTP_ACCEPT"))
+
+
+async def adjango_reply(page: StatusPage, request: Any) -> Reply:
+    """The status reply to a Django request (async middleware)."""
+    meta = request.META
+    return await page.arespond(
+        request.method or "GET", meta.get("REMOTE_ADDR"), meta.get("HTTP_ACCEPT")
     )

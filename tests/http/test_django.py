@@ -165,3 +165,30 @@ def test_decorator_and_middleware_headers_are_joined() -> None:
     response = Client().get("/decorated")
     assert response["RateLimit-Policy"] == '"site";q=10;w=60, "decorated-sync";q=1;w=60'
     assert response["RateLimit"] == '"site";r=9;t=20, "decorated-sync";r=0;t=20'
+
+
+STATUS_SETTINGS = {
+    "metrics": {"status_path": "/_ratelimit"},
+    "rules": [{"name": "all", "path": "/**", "limit": "1/hour", "key": "global"}],
+}
+
+
+def test_status_page_before_the_rules(clock: FakeClock) -> None:
+    """The status page is answered before the rules (never rate limited), loopback only."""
+    configure(STATUS_SETTINGS, backend=MemoryBackend(clock=clock))
+    local = Client(REMOTE_ADDR="127.0.0.1")
+    for _ in range(3):
+        response = local.get("/_ratelimit", HTTP_ACCEPT="application/json")
+        assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert [rule["name"] for rule in response.json()["rules"]] == ["all"]
+    assert Client(REMOTE_ADDR="192.0.2.9").get("/_ratelimit").status_code == 404
+
+
+async def test_async_status_page(clock: FakeClock) -> None:
+    """The async middleware answers the status page too (HTML without a JSON Accept)."""
+    configure(STATUS_SETTINGS, backend=MemoryBackend(clock=clock))
+    response = await AsyncClient(REMOTE_ADDR="127.0.0.1").get("/_ratelimit")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/html; charset=utf-8"
+    assert b'<meta http-equiv="refresh"' in response.content
