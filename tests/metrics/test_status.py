@@ -24,6 +24,7 @@ from ratelimit.http.engine import Engine
 from ratelimit.metrics.observer import Recorder
 from ratelimit.wsgi import RateLimitMiddleware as WsgiMiddleware
 from tests.conftest import FakeClock
+from tests.metrics.conftest import Request as _Request
 from tests.support.servers import uvicorn_server
 
 CONFIG: dict[str, Any] = {
@@ -226,3 +227,31 @@ def test_page_in_chromium(tmp_path: Path) -> None:
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if target:
         shutil.copyfile(shot, target)
+
+
+@pytest.mark.redis
+async def test_top_from_redis_and_backend_health(redis_url: str) -> None:
+    """With Redis the page's top offenders are every worker's (read with the asyncio client);
+    another worker's rejections show up, and the backend is reported up."""
+    from ratelimit.backends.redis import RedisBackend
+
+    rules = [{"name": "login", "path": "/auth/login", "limit": "1/minute"}]
+    config = {"metrics": {"status_path": "/_ratelimit"}, "rules": rules}
+    other = Engine(config, backend=RedisBackend.from_url(redis_url, timeout=2.0))
+    for _ in range(3):
+        plan = other.plan("POST", "/auth/login")
+        assert plan is not None
+        other.run(plan, _Request("POST", "/auth/login", "198.51.100.7", {}))
+    recorder = other.observer
+    assert isinstance(recorder, Recorder) and recorder.redis_top is not None
+    await recorder.redis_top.drain()  # in a running loop, even the sync path writes in a task
+    engine = Engine(config, backend=RedisBackend.from_url(redis_url, timeout=2.0))
+    async with client(engine) as local:
+        data = (await local.get("/_ratelimit", headers={"Accept": "application/json"})).json()
+    assert data["top_source"] == "redis" and data["top_error"] is None
+    assert data["rules"][0]["top"] == [{"identity": "ip:198.51.100.7", "rejections": 2}]
+    assert data["rules"][0]["counts"]["1m"] == {}  # this worker decided nothing
+    assert data["backend"]["kind"] == "redis" and data["backend"]["up"] is True
+    for backend in (other.backend, engine.backend):
+        backend.close()  # type: ignore[attr-defined]
+        await backend.aclose()  # type: ignore[attr-defined]
