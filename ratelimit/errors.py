@@ -32,8 +32,9 @@ class BackendError(RateLimitError):
     """
 
     #: What failed: ``"connection"``, ``"timeout"``, ``"oom"``, ``"readonly"``,
-    #: ``"script"``, ``"cluster"``, ``"loading"``, ``"circuit_open"`` (failing fast, the
-    #: backend was not asked) or ``"other"``.
+    #: ``"busy"``, ``"cluster"``, ``"loading"``, ``"script"`` (the script failed, say on a
+    #: key of the wrong type), ``"circuit_open"`` (failing fast, the backend was not asked)
+    #: or ``"other"``.
     kind: str
 
     def __init__(self, *args: object, kind: str = "other") -> None:

@@ -42,6 +42,8 @@ class AutoPipeline:
         translate: turns a backend failure (a redis-py error, an ``OSError``, a timeout)
             into a :class:`BackendError`, or returns ``None`` for anything else, which then
             reaches the callers unchanged (a bug is not an outage).
+        outage: whether a BackendError counts for the breaker (a script error does not:
+            Redis answered).
         timeout: seconds one batch may take, connecting included.
         on_success: called after each batch that worked (the backend's first-connection
             checks hang off it).
@@ -54,6 +56,7 @@ class AutoPipeline:
         script: str,
         breaker: CircuitBreaker,
         translate: Callable[[BaseException], BackendError | None],
+        outage: Callable[[BackendError], bool],
         timeout: float,
         on_success: Callable[[], None] | None = None,
     ) -> None:
@@ -62,6 +65,7 @@ class AutoPipeline:
         self._script = script
         self._breaker = breaker
         self._translate = translate
+        self._outage = outage
         self._timeout = timeout
         self._on_success = on_success
         self._pending: list[_Item] = []
@@ -108,7 +112,7 @@ class AutoPipeline:
         except Exception as exc:
             error = self._translate(exc)
             waiting = [future for *_, future in batch if not future.done()]
-            if error is not None and waiting:
+            if error is not None and waiting and self._outage(error):
                 self._breaker.failure(error, len(waiting))
             for future in waiting:  # a bug is handed over as it is; an outage as BackendError
                 future.set_exception(exc if error is None else _copy(error, exc))
@@ -124,8 +128,9 @@ class AutoPipeline:
                 if error is None:
                     future.set_exception(reply)
                     continue
-                failed = failed or error
-                failures += 1
+                if self._outage(error):
+                    failed = failed or error
+                    failures += 1
                 future.set_exception(_copy(error, reply))
             else:
                 future.set_result(reply)

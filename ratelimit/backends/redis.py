@@ -72,7 +72,7 @@ from ratelimit.decision import Decision
 from ratelimit.errors import BackendError, ConfigError
 from ratelimit.limits import Limit
 
-__all__ = ["DEFAULT_TIMEOUT", "RedisBackend", "error_kind"]
+__all__ = ["ANSWERED_KINDS", "DEFAULT_TIMEOUT", "RedisBackend", "error_kind", "is_outage"]
 
 #: Default bound on one decision's wait for Redis, seconds, connecting included.
 DEFAULT_TIMEOUT = 0.1
@@ -86,7 +86,7 @@ _CODES = {
     "OOM": "oom",
     "READONLY": "readonly",
     "NOSCRIPT": "script",
-    "BUSY": "script",  # a script is running too long
+    "BUSY": "busy",  # a script has been running too long: the server answers nothing else
     "CLUSTERDOWN": "cluster",
     "TRYAGAIN": "cluster",
     "MASTERDOWN": "cluster",
@@ -131,6 +131,16 @@ def error_kind(exc: BaseException) -> str | None:
     if isinstance(exc, rex.RedisError):
         return "other"
     return None
+
+
+#: Kinds that mean Redis is up and answered (the script failed on a key of the wrong type,
+#: say): a BackendError for this decision, but no outage for the circuit breaker.
+ANSWERED_KINDS = frozenset({"script", "other"})
+
+
+def is_outage(error: BackendError) -> bool:
+    """Whether ``error`` says Redis is unreachable or unhealthy (it counts for the breaker)."""
+    return error.kind not in ANSWERED_KINDS
 
 
 def _translate(exc: BaseException) -> BackendError | None:
@@ -188,6 +198,7 @@ class _AsyncSide:
             SCRIPT,
             backend.breaker,
             _translate,
+            is_outage,
             backend.timeout,
             on_success=lambda: backend._first_async_success(client),
         )
@@ -421,7 +432,8 @@ class RedisBackend:
             return None
         if error is not exc:
             error.__cause__ = exc
-        self.breaker.failure(error)
+        if is_outage(error):
+            self.breaker.failure(error)
         return self._report(error)
 
     def _first_success(self, client: Any) -> None:

@@ -193,7 +193,7 @@ def test_the_traceback_comes_only_at_debug(caplog: pytest.LogCaptureFixture) -> 
         (lambda: rex.ReadOnlyError("You can't write against a read only replica."), "readonly"),
         (lambda: rex.ResponseError("READONLY You can't write"), "readonly"),
         (lambda: rex.NoScriptError("No matching script"), "script"),
-        (lambda: rex.ResponseError("BUSY Redis is busy running a script"), "script"),
+        (lambda: rex.ResponseError("BUSY Redis is busy running a script"), "busy"),
         (lambda: rex.ResponseError("ERR Error running script (call to f_x)"), "script"),
         (lambda: rex.ClusterDownError("The cluster is down"), "cluster"),
         (lambda: rex.ResponseError("CLUSTERDOWN Hash slot not served"), "cluster"),

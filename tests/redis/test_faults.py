@@ -261,3 +261,27 @@ def test_noeviction_or_no_config_command_logs_nothing(
         other.close()
     assert _policy_warnings(caplog) == []
     assert any("CONFIG GET maxmemory-policy failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_script_error_is_a_backend_error_but_no_outage(
+    redis_url: str, redis_client: Any
+) -> None:
+    """A key of the wrong type under our prefix makes the script fail: a BackendError of
+    kind "script" for that decision, sync and asyncio, but Redis answered, so the breaker
+    stays closed and other keys are decided as usual."""
+    backend = _backend(redis_url, breaker_threshold=1)
+    redis_client.rpush(backend.key_for("bad", LIMIT), "not a counter")
+    try:
+        for _ in range(3):
+            with pytest.raises(BackendError) as caught:
+                backend.decide("bad", [LIMIT], 1)
+            assert caught.value.kind == "script"
+            with pytest.raises(BackendError) as async_caught:
+                await backend.adecide("bad", [LIMIT], 1)
+            assert async_caught.value.kind == "script"
+        assert not backend.breaker.is_open
+        assert backend.decide("good", [LIMIT], 1)[0].allowed
+        assert (await backend.adecide("good", [LIMIT], 1))[0].allowed
+    finally:
+        backend.close()
+        await backend.aclose()
