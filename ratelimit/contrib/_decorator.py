@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ratelimit.http.keys import validate_key
-from ratelimit.http.rules import KeySpec, Rule
+from ratelimit.http.keys import KeySpec, validate_key
+from ratelimit.http.rules import Rule
 from ratelimit.limits import Limit
 from ratelimit.rate import Rate
 

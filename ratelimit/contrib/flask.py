@@ -44,7 +44,8 @@ from ratelimit.contrib._decorator import decorator_rule
 from ratelimit.http.config import Config, load_config
 from ratelimit.http.engine import Engine, Outcome, RejectHandler
 from ratelimit.http.headers import Reply
-from ratelimit.http.rules import KeySpec, Rule
+from ratelimit.http.keys import KeySpec
+from ratelimit.http.rules import Rule
 from ratelimit.limits import Limit
 from ratelimit.rate import Rate
 from ratelimit.wsgi import RateLimitMiddleware, WsgiRequest, str_headers

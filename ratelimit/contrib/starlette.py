@@ -34,7 +34,7 @@ from ratelimit.contrib._decorator import decorator_rule
 from ratelimit.http.config import Config
 from ratelimit.http.engine import Engine
 from ratelimit.http.headers import HeaderPairs
-from ratelimit.http.rules import KeySpec
+from ratelimit.http.keys import KeySpec
 from ratelimit.limits import Limit
 from ratelimit.rate import Rate
 

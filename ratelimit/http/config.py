@@ -21,7 +21,7 @@ from typing import Any
 from ratelimit.backends import validate_url
 from ratelimit.errors import ConfigError
 from ratelimit.http.headers import HEADER_MODES
-from ratelimit.http.keys import validate_key
+from ratelimit.http.keys import KeySpec, validate_key
 from ratelimit.http.policies import (
     Network,
     compile_cost,
@@ -30,7 +30,7 @@ from ratelimit.http.policies import (
     parse_count,
     parse_networks,
 )
-from ratelimit.http.rules import KeySpec, Rule
+from ratelimit.http.rules import Rule
 from ratelimit.limits import BUCKETS, Limit
 from ratelimit.metrics.config import MetricsConfig, parse_metrics
 from ratelimit.rate import Rate, parse_duration

@@ -12,6 +12,7 @@ sending garbage. ``::ffff:a.b.c.d`` counts as ``a.b.c.d``; other IPv6 addresses 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -26,9 +27,29 @@ from ipaddress import (
 from typing import Any
 
 from ratelimit.errors import ConfigError
-from ratelimit.http.rules import KeySpec, bounded_identity, key_prefix
 
-__all__ = ["ClientIdentity", "RequestInfo", "compile_key", "normalize_ip"]
+__all__ = [
+    "ClientIdentity",
+    "KeyFunc",
+    "KeySpec",
+    "RequestInfo",
+    "bounded_identity",
+    "compile_key",
+    "counter_key",
+    "key_prefix",
+    "normalize_ip",
+]
+
+#: A key function: given the request, the client identity (``None`` falls back to ``ip``).
+KeyFunc = Callable[["RequestInfo"], "str | None"]
+#: What a ``key`` setting may be: ``ip``, ``user``, ``global``, ``header:<name>``,
+#: ``"module:callable"``, or a Python callable.
+KeySpec = str | KeyFunc
+
+#: Identities longer than this are replaced by their SHA-256, so a 10 kB header value cannot
+#: become a 10 kB key in the backend.
+_MAX_IDENTITY = 200
+
 
 #: The most proxy-header entries read from the right; further entries stop the walk.
 MAX_HOPS = 32
@@ -211,6 +232,38 @@ class ClientIdentity:
             if not self._trusted(addr):
                 break
         return client
+
+
+def key_prefix(spec: KeySpec) -> str:
+    """The counter-key prefix of a key spec: what kind of identity the counters hold."""
+    if callable(spec):
+        name = getattr(spec, "__qualname__", None) or type(spec).__qualname__
+        return f"custom:{getattr(spec, '__module__', '?')}.{name}:"
+    if spec == "global":
+        return "global"
+    if spec.startswith("header:"):
+        return f"header:{spec[7:].lower()}:"
+    if spec in ("ip", "user"):
+        return f"{spec}:"
+    return f"custom:{spec}:"
+
+
+def counter_key(spec: KeySpec, identity: str, ipv6_prefix: int = 64) -> str:
+    """The counter key of a client ``identity`` under key ``spec`` (what
+    :func:`compile_key`'s functions give for a request of that client)."""
+    prefix = key_prefix(spec)
+    if prefix == "global":
+        return prefix
+    if spec == "ip":
+        identity = normalize_ip(identity, ipv6_prefix) or identity
+    return prefix + bounded_identity(identity)
+
+
+def bounded_identity(identity: str) -> str:
+    """``identity``, or its SHA-256 when it is too long to be a backend key."""
+    if len(identity) <= _MAX_IDENTITY:
+        return identity
+    return "sha256:" + hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @lru_cache(maxsize=8192)

@@ -18,7 +18,6 @@ the ASGI ``root_path`` or the WSGI ``SCRIPT_NAME``). Methods are compared case-i
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,6 +25,7 @@ from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING, Any
 
 from ratelimit.errors import ConfigError
+from ratelimit.http.keys import KeySpec, counter_key, key_prefix
 from ratelimit.http.policies import Ban, content_length
 from ratelimit.limits import Limit
 
@@ -34,19 +34,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KNOWN_METHODS",
-    "KeyFunc",
     "KeySpec",
     "Rule",
     "match_segments",
     "normalize_path",
     "split_path",
 ]
-
-#: A key function: given the request, the client identity (``None`` falls back to ``ip``).
-KeyFunc = Callable[["RequestInfo"], "str | None"]
-#: What a ``key`` setting may be: ``ip``, ``user``, ``global``, ``header:<name>``,
-#: ``"module:callable"``, or a Python callable.
-KeySpec = str | KeyFunc
 
 #: The methods a rule may name: RFC 9110's, PATCH, and WebDAV's. A typo such as ``"POTS"``
 #: would otherwise give a rule that never matches.
@@ -58,9 +51,6 @@ KNOWN_METHODS = frozenset(
     }
 )
 _PARAM_RE = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\}$")
-#: Identities longer than this are replaced by their SHA-256, so a 10 kB header value cannot
-#: become a 10 kB key in the backend.
-_MAX_IDENTITY = 200
 
 
 def normalize_path(path: str) -> str:
@@ -185,27 +175,6 @@ def _callable_name(func: Any) -> str:
     if func is content_length:
         return "content-length"
     return f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', repr(func))}"
-
-
-def key_prefix(spec: KeySpec) -> str:
-    """The counter-key prefix of a key spec: what kind of identity the counters hold."""
-    if callable(spec):
-        name = getattr(spec, "__qualname__", None) or type(spec).__qualname__
-        return f"custom:{getattr(spec, '__module__', '?')}.{name}:"
-    if spec == "global":
-        return "global"
-    if spec.startswith("header:"):
-        return f"header:{spec[7:].lower()}:"
-    if spec in ("ip", "user"):
-        return f"{spec}:"
-    return f"custom:{spec}:"
-
-
-def bounded_identity(identity: str) -> str:
-    """``identity``, or its SHA-256 when it is too long to be a backend key."""
-    if len(identity) <= _MAX_IDENTITY:
-        return identity
-    return "sha256:" + hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -375,14 +344,7 @@ class Rule:
             limiter.peek(config.counter_key("login", "203.0.113.7"), *rule.limits)
         """
         spec = kind if kind is not None else (self.key or "ip")
-        prefix = key_prefix(spec)
-        if prefix == "global":
-            return prefix
-        if spec == "ip":
-            from ratelimit.http.keys import normalize_ip
-
-            identity = normalize_ip(identity, ipv6_prefix) or identity
-        return prefix + bounded_identity(identity)
+        return counter_key(spec, identity, ipv6_prefix)
 
     def describe(self) -> dict[str, Any]:
         """A plain summary (for ``ratelimit check``): name, path, methods, limits, key, ..."""

@@ -39,8 +39,7 @@ from ratelimit.contrib._decorator import decorator_rule
 from ratelimit.http.config import Config, load_config
 from ratelimit.http.engine import Engine, Outcome, Pending, RejectHandler
 from ratelimit.http.headers import HeaderPairs, Reply
-from ratelimit.http.keys import RequestInfo
-from ratelimit.http.rules import KeySpec
+from ratelimit.http.keys import KeySpec, RequestInfo
 from ratelimit.limits import Limit
 from ratelimit.rate import Rate
 
