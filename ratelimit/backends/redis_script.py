@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
@@ -47,15 +48,35 @@ _CODES = {
 _MARKER = "-- @algorithms"
 
 
+def _indent(text: str, prefix: str) -> str:
+    return "".join(prefix + line if line.strip() else line for line in text.splitlines(True))
+
+
 def _load_script() -> str:
+    """decide.lua with one branch per algorithm file, on the code each limit carries."""
     lua = resources.files("ratelimit.backends").joinpath("lua")
     dispatcher = lua.joinpath("decide.lua").read_text(encoding="utf-8")
-    # The rate algorithms the dispatcher knows (concurrency leases are not scripted yet).
-    parts = [lua.joinpath(f"{name}.lua").read_text(encoding="utf-8") for name in _CODES]
-    return dispatcher.replace(_MARKER, "\n".join(parts), 1)
+    divide = lua.joinpath("divide.lua").read_text(encoding="utf-8")
+    branches = []
+    for name, code in _CODES.items():
+        body = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+        if "fdiv(" in body or "cdiv(" in body:
+            body = divide + body
+        test = f"code == '{code}'"
+        if name == "leaky_bucket":
+            test += " or code == '6'"
+            body = "local police = code == '6'\n" + body
+        keyword = "if" if not branches else "elseif"
+        branches.append(f"{keyword} {test} then\n{_indent(body, '  ')}")
+    pattern = re.compile(rf"^( *){re.escape(_MARKER)}\n", re.MULTILINE)
+    chain = "".join(branches) + "end\n"
+    script, found = pattern.subn(lambda m: _indent(chain, m.group(1)), dispatcher)
+    if not found:
+        raise RuntimeError(f"decide.lua has no {_MARKER!r} line")
+    return script
 
 
-#: The whole Lua script (dispatcher and the five algorithms).
+#: The whole Lua script (dispatcher and the five algorithms), for a real Redis.
 SCRIPT = _load_script()
 #: Its SHA-1, for ``EVALSHA``.
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
@@ -86,7 +107,7 @@ class LimitSpec:
         # year 10889) and counts and scaled levels use the fewest bytes that hold their
         # maximum, so a bucket's state is 7 to 12 bytes (one 32-byte allocation).
         if algorithm in ("fixed_window", "sliding_window"):
-            fmt = str(len(str(rate.limit)))
+            fmt = str(10 ** len(str(rate.limit)))  # the scale of the counts' digits
         elif algorithm == "sliding_log":
             fmt = f">I6I{_width(rate.limit)}"
         else:
@@ -148,18 +169,21 @@ def script_args(
 
 
 def decode(specs: Sequence[LimitSpec], reply: Any) -> list[Decision]:
-    """The script's reply (five values per limit) as one :class:`Decision` per limit."""
+    """The script's reply (five space-separated values per limit) as one :class:`Decision`
+    per limit."""
+    values = reply.split()
     decisions = []
     for i, spec in enumerate(specs):
-        allowed, remaining, reset, retry, delay = reply[5 * i : 5 * i + 5]
+        allowed, remaining, reset, retry, delay = values[5 * i : 5 * i + 5]
+        wait = int(retry)
         decisions.append(
             Decision(
-                allowed == 1,
+                allowed == b"1",
                 spec.capacity,
-                remaining,
-                reset / 1000,
-                INF if retry < 0 else retry / 1000,
-                float(delay) if delay else 0.0,
+                int(remaining),
+                int(reset) / 1000,
+                INF if wait < 0 else wait / 1000,
+                0.0 if delay == b"0" else float(delay),
                 spec.limit,
             )
         )

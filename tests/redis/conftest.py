@@ -5,14 +5,18 @@
 * ``redis_url``: that server's URL, emptied (``FLUSHALL``) before the test.
 * ``redis_client``: a redis-py client on it, for looking at keys and TTLs.
 * ``script_client``: for the script tests only: the real server when there is one, else a
-  ``fakeredis`` server with Lua (the script tests then still run).
+  ``fakeredis`` server with Lua (the script tests then still run; fakeredis has no ``struct``
+  library, so the backend then sends the script behind a pure-Lua stand-in for it,
+  ``tests/support/struct_shim.lua``: the shipped script has none).
 * ``redis_cluster_setup`` / ``redis_sentinel_setup`` (session): a 3-master Cluster and a
   Sentinel set-up from the same binary.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +31,8 @@ from tests.support.redis_server import (
     redis_sentinel,
     redis_server,
 )
+
+_STRUCT_SHIM = Path(__file__).parent.parent / "support" / "struct_shim.lua"
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +78,14 @@ def script_client(_script_server: RedisServer | None) -> Iterator[Any]:
     if _script_server is None:
         import fakeredis
 
-        yield fakeredis.FakeRedis()
+        import ratelimit.backends.redis as redis_backend
+        from ratelimit.backends.redis_script import SCRIPT
+
+        with pytest.MonkeyPatch.context() as patch:
+            script = _STRUCT_SHIM.read_text(encoding="utf-8") + SCRIPT
+            patch.setattr(redis_backend, "SCRIPT", script)
+            patch.setattr(redis_backend, "SCRIPT_SHA", hashlib.sha1(script.encode()).hexdigest())
+            yield fakeredis.FakeRedis()
         return
     import redis
 

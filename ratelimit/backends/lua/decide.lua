@@ -1,10 +1,23 @@
--- ratelimit: decide every limit of one request atomically (the dispatcher).
+-- ratelimit: decide every limit of one request atomically.
 --
--- The algorithm files (fixed_window.lua, ...) are inserted where the marker below stands; each
--- mirrors ratelimit/algorithms/<name>.py exactly: integer milliseconds, tokens and levels
--- scaled by the period in ms, the same formulas. Lua numbers are doubles: every value is an
--- integer below 2^53 (the core checks limit * period_ms and burst * period_ms), and divisions
--- go through fdiv/cdiv, which correct the rounding of a / b.
+-- ratelimit/backends/redis_script.py builds the script from this file: the algorithm files
+-- (fixed_window.lua, ...) are blocks of code inserted where "-- @algorithms" stands, as the
+-- branches of one if/elseif on the algorithm code (no functions to build per call, no
+-- dispatch table). Each block mirrors ratelimit/algorithms/<name>.py exactly: integer
+-- milliseconds, tokens and levels scaled by the period in ms, the same formulas. Lua numbers
+-- are doubles: every value is an integer below 2^53 (the core checks limit * period_ms and
+-- burst * period_ms), and divisions go through fdiv/cdiv (divide.lua, put at the top of the
+-- blocks that use them), which correct the rounding of a / b.
+--
+-- A block reads   state (the key's value, or false), now, cost, limit, period, fmt (state
+--                 format), police, and ARGV[b + 8] (capacity) and ARGV[b + 10] (max wait)
+--                 when it needs them (b: the limit's offset in ARGV, past the first four)
+-- and sets        allowed (1/0), remaining, reset, retry, delay, and when it admits: new
+--                 (the state to store), expires (when that state is fresh again, ms) and
+--                 keep (true when the key's TTL already ends at expires: SET ... KEEPTTL).
+--
+-- The blocks appear twice: in the one-limit path (most decisions: no tables, no loop) and
+-- in the loop over several limits.
 --
 -- KEYS[i]   the state of limit i: one string per key (all in one slot), packed with struct,
 --           or a decimal number for the windows (which Redis then stores as an integer)
@@ -16,146 +29,88 @@
 -- ARGV[5..] six values per limit: algorithm code, limit, period ms, capacity, state format,
 --           max wait (leaky bucket in shape mode: the largest scaled level to queue behind; -1)
 --
--- Returns five values per limit: allowed (1/0), remaining, reset_after ms, retry_after ms
--- (-1 means never: the cost exceeds the capacity), delay (0, or seconds as a "%.17g" string).
--- Nothing is written unless every limit admits; every write sets a TTL of at least 1 ms.
+-- Returns one string of five values per limit, separated by spaces: allowed (1/0), remaining,
+-- reset_after ms, retry_after ms (-1 means never: the cost exceeds the capacity), delay (0,
+-- or seconds as "%.17g"). (A string: Redis turns a table reply into RESP at a higher cost.)
+-- Nothing is written unless every limit admits; every written key has a TTL of at least 1 ms
+-- (set by the write, or kept from the write that started the same window).
 
-local floor = math.floor
+local floor, sub, format = math.floor, string.sub, string.format
 
--- Redis ships the struct library; fakeredis (tests without a redis-server binary) does not:
--- this stand-in covers the only formats used here, big-endian unsigned ">I<n>I<n>...".
-local struct = struct or (function()
-  local function widths(fmt)
-    local w = {}
-    for n in string.gmatch(fmt, 'I(%d+)') do
-      w[#w + 1] = tonumber(n)
-    end
-    return w
-  end
-  local function size(fmt)
-    local total = 0
-    for _, n in ipairs(widths(fmt)) do
-      total = total + n
-    end
-    return total
-  end
-  local function pack(fmt, ...)
-    local values, out = {...}, {}
-    for i, n in ipairs(widths(fmt)) do
-      local v, bytes = values[i], {}
-      for j = n, 1, -1 do
-        bytes[j] = string.char(v % 256)
-        v = floor(v / 256)
-      end
-      out[i] = table.concat(bytes)
-    end
-    return table.concat(out)
-  end
-  local function unpack(fmt, s, pos)
-    pos = pos or 1
-    local values = {}
-    for i, n in ipairs(widths(fmt)) do
-      local v = 0
-      for j = pos, pos + n - 1 do
-        v = v * 256 + string.byte(s, j)
-      end
-      values[i] = v
-      pos = pos + n
-    end
-    values[#values + 1] = pos
-    return (table.unpack or _G.unpack)(values)
-  end
-  return {size = size, pack = pack, unpack = unpack}
-end)()
-
--- floor(a / b) for integers a and b > 0, exact despite the rounding of the double quotient
-local function fdiv(a, b)
-  local q = floor(a / b)
-  if q * b > a then
-    q = q - 1
-  elseif (q + 1) * b <= a then
-    q = q + 1
-  end
-  return q
-end
-
--- ceil(a / b) for integers a and b > 0
-local function cdiv(a, b)
-  return -fdiv(-a, b)
-end
-
--- a stored state, or false when missing or not of this format (a renamed limit's old state)
-local function stored(state, fmt)
-  if state and #state == struct.size(fmt) then
-    return state
-  end
-  return false
-end
-
--- a stored decimal state "<digits>...<width digits>", or false (missing or another format)
-local function decimal(state, width)
-  if state and #state > width and not string.find(state, '%D') then
-    return state
-  end
-  return false
-end
-
-local ALGORITHMS = {}
-
--- @algorithms
-
-local now
+local clock
 if ARGV[1] == '' then
   local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+  clock = t[1] * 1000 + floor(t[2] / 1000)
 else
-  now = tonumber(ARGV[1])
+  clock = tonumber(ARGV[1])
 end
 -- one cost for every limit, or the cost of each limit in order: "1,5,1" (decide_each)
-local costs = {}
-if string.find(ARGV[2], ',', 1, true) then
+local costs, single = nil, tonumber(ARGV[2])
+if not single then
+  costs = {}
   for c in string.gmatch(ARGV[2], '[^,]+') do
     costs[#costs + 1] = tonumber(c)
   end
-else
-  local c = tonumber(ARGV[2])
-  for i = 1, #KEYS do
-    costs[i] = c
-  end
 end
-local consume = ARGV[3] == '1'
-local pad = tonumber(ARGV[4])
+local consume, pad = ARGV[3] == '1', ARGV[4]
+local n = #KEYS
+local reply = '%d %d %d %d %s'
 
-local out = {}
-local states = {}
-local expiries = {}
+if n == 1 then
+  local b, code = 0, ARGV[5]
+  local state, now, cost = redis.call('GET', KEYS[1]), clock, single or costs[1]
+  local limit, period, fmt = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[9]
+  local new, expires, keep
+  local allowed, remaining, reset, retry, delay = 0, 0, 0, 0, 0
+  -- @algorithms
+  if consume and allowed == 1 then
+    if keep then
+      redis.call('SET', KEYS[1], new, 'KEEPTTL')
+    else
+      local ttl = expires - clock
+      if ttl < 1 then
+        ttl = 1
+      end
+      if pad ~= '0' then
+        ttl = ttl + pad
+      end
+      redis.call('SET', KEYS[1], new, 'PX', ttl)
+    end
+  end
+  return format(reply, allowed, remaining, reset, retry, delay)
+end
+
+local out, states, expiries, kept = {}, {}, {}, {}
 local admitted = true
-for i = 1, #KEYS do
-  local b = 4 + (i - 1) * 6
-  local step = ALGORITHMS[tonumber(ARGV[b + 1])]
-  local new, allowed, remaining, reset, retry, delay, expires = step(
-    redis.call('GET', KEYS[i]), now, costs[i], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]),
-    tonumber(ARGV[b + 4]), ARGV[b + 5], tonumber(ARGV[b + 6]))
+for i = 1, n do
+  local b = (i - 1) * 6
+  local code = ARGV[b + 5]
+  local state, now, cost = redis.call('GET', KEYS[i]), clock, single or costs[i]
+  local limit, period, fmt = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]), ARGV[b + 9]
+  local new, expires, keep
+  local allowed, remaining, reset, retry, delay = 0, 0, 0, 0, 0
+  -- @algorithms
+  out[i] = format(reply, allowed, remaining, reset, retry, delay)
   if allowed == 0 then
     admitted = false
   end
-  local o = (i - 1) * 5
-  out[o + 1] = allowed
-  out[o + 2] = remaining
-  out[o + 3] = reset
-  out[o + 4] = retry
-  out[o + 5] = delay
-  states[i] = new
-  expiries[i] = expires
+  states[i], expiries[i], kept[i] = new, expires, keep
 end
 
 if consume and admitted then
-  for i = 1, #KEYS do
-    local ttl = expiries[i] - now
-    if ttl < 1 then
-      ttl = 1
+  for i = 1, n do
+    if kept[i] then
+      redis.call('SET', KEYS[i], states[i], 'KEEPTTL')
+    else
+      local ttl = expiries[i] - clock
+      if ttl < 1 then
+        ttl = 1
+      end
+      if pad ~= '0' then
+        ttl = ttl + pad
+      end
+      redis.call('SET', KEYS[i], states[i], 'PX', ttl)
     end
-    redis.call('SET', KEYS[i], states[i], 'PX', ttl + pad)
   end
 end
-return out
+return table.concat(out, ' ')

@@ -1,30 +1,46 @@
--- fixed_window: mirrors ratelimit/algorithms/fixed_window.py. State: window index, count,
--- as one decimal number "<window><count, fmt digits>" (Redis stores it as an integer).
-ALGORITHMS[1] = function(state, now, cost, limit, period, capacity, fmt, extra)
-  local window = fdiv(now, period)
-  local count = 0
-  local digits = tonumber(fmt)
-  state = decimal(state, digits)
-  if state then
-    if tonumber(string.sub(state, 1, -digits - 1)) == window then
-      count = tonumber(string.sub(state, -digits))
+-- fixed_window: mirrors ratelimit/algorithms/fixed_window.py. State: window index and count
+-- as one decimal number, the count fmt - 1 digits wide ("<window><count>"; fmt is 10^digits):
+-- window * fmt + count, which Redis stores as an integer. Read and written as a Lua number
+-- while that stays below 2^53 (exact), else through its digits.
+local window = floor(now / period)
+if window * period > now then -- (a double quotient may round up to the next integer)
+  window = window - 1
+end
+local scale = tonumber(fmt)
+local base = window * scale
+local small = base + scale <= 9007199254740992
+local count = 0
+if state then
+  if small then
+    local v = tonumber(state)
+    if v and v >= base and v < base + scale then
+      count = v - base
+      keep = true -- written in this window: the key's TTL already ends with it
     end
+  elseif tonumber(sub(state, 1, -#fmt)) == window then
+    count = tonumber(sub(state, 1 - #fmt)) or 0
+    keep = true
   end
-  local reset = (window + 1) * period - now
-  if cost <= limit and count + cost <= limit then
-    count = count + cost
-    if count == 0 then -- a cost-0 probe of a fresh key (Limiter.peek)
-      reset = 0
-    end
-    return string.format('%d%0' .. digits .. 'd', window, count), 1, limit - count, reset, 0, 0,
-      (window + 1) * period
+end
+reset = (window + 1) * period - now
+if cost <= limit and count + cost <= limit then
+  count = count + cost
+  if count == 0 then -- a cost-0 probe of a fresh key (Limiter.peek)
+    reset = 0
   end
-  local retry = reset
+  if small then
+    new = base + count
+  else
+    new = format('%d%0' .. (#fmt - 1) .. 'd', window, count)
+  end
+  allowed, remaining, expires = 1, limit - count, (window + 1) * period
+else
+  retry = reset
   if cost > limit then
     retry = -1
   end
   if count == 0 then
     reset = 0
   end
-  return nil, 0, limit - count, reset, retry, 0, 0
+  remaining = limit - count
 end

@@ -1,40 +1,71 @@
 -- sliding_window: mirrors ratelimit/algorithms/sliding_window.py. State: window index,
--- previous count, current count, as one decimal number "<window><prev><curr>" (the counts
--- fmt digits wide; Redis stores it as an integer).
-ALGORITHMS[2] = function(state, now, cost, limit, period, capacity, fmt, extra)
-  local window = fdiv(now, period)
-  local start = window * period
-  local elapsed = now - start
-  local prev, curr = 0, 0
-  local digits = tonumber(fmt)
-  state = decimal(state, 2 * digits)
-  if state then
-    local saved_window = tonumber(string.sub(state, 1, -2 * digits - 1))
-    if saved_window == window then
-      prev = tonumber(string.sub(state, -2 * digits, -digits - 1))
-      curr = tonumber(string.sub(state, -digits))
-    elseif saved_window == window - 1 then
-      prev = tonumber(string.sub(state, -digits))
+-- previous count, current count as one decimal number "<window><prev><curr>", the counts
+-- fmt - 1 digits wide (fmt is 10^digits): (window * fmt + prev) * fmt + curr, which Redis
+-- stores as an integer. Read and written as a Lua number while that stays below 2^53
+-- (exact), else through its digits.
+local window = floor(now / period)
+if window * period > now then -- (a double quotient may round up to the next integer)
+  window = window - 1
+end
+local start = window * period
+local scale = tonumber(fmt)
+local span = scale * scale
+local base = window * span
+local small = base + span <= 9007199254740992
+local prev, curr = 0, 0
+if state then
+  local saved, p, c
+  if small then
+    local v = tonumber(state)
+    if v then
+      saved = floor(v / span)
+      if saved * span > v then
+        saved = saved - 1
+      end
+      local rest = v - saved * span
+      p = floor(rest / scale)
+      if p * scale > rest then
+        p = p - 1
+      end
+      c = rest - p * scale
+    end
+  else
+    local digits = #fmt - 1
+    if #state > 2 * digits then
+      saved = tonumber(sub(state, 1, -2 * digits - 1))
+      p = tonumber(sub(state, -2 * digits, -digits - 1)) or 0
+      c = tonumber(sub(state, -digits)) or 0
     end
   end
-  local weight = period - elapsed
-  local free = limit * period - prev * weight - curr * period
-  local admitted = cost <= limit and cost * period <= free
-  if admitted then
-    curr = curr + cost
-    free = free - cost * period
+  if saved == window then
+    prev, curr = p, c
+    keep = true -- written in this window: the key's TTL already ends where it should
+  elseif saved == window - 1 then
+    prev = c
   end
-  local reset = 0 -- fresh again once the current count has left the next window's weighting
-  if curr > 0 then
-    reset = start + 2 * period - now
-  elseif prev > 0 then
-    reset = start + period - now
+end
+local free = limit * period - prev * (period - (now - start)) - curr * period
+local admit = cost <= limit and cost * period <= free
+if admit then
+  curr = curr + cost
+  free = free - cost * period
+end
+reset = 0 -- fresh again once the current count has left the next window's weighting
+if curr > 0 then
+  reset = start + 2 * period - now
+elseif prev > 0 then
+  reset = start + period - now
+end
+remaining = fdiv(free, period)
+if admit then
+  if small then
+    new = base + prev * scale + curr
+  else
+    local d = '%0' .. (#fmt - 1) .. 'd'
+    new = format('%d' .. d .. d, window, prev, curr)
   end
-  if admitted then
-    local packed = string.format('%d%0' .. digits .. 'd%0' .. digits .. 'd', window, prev, curr)
-    return packed, 1, fdiv(free, period), reset, 0, 0, start + 2 * period
-  end
-  local retry
+  allowed, expires = 1, start + 2 * period
+else
   if cost > limit then
     retry = -1
   elseif curr + cost <= limit then
@@ -42,9 +73,7 @@ ALGORITHMS[2] = function(state, now, cost, limit, period, capacity, fmt, extra)
   else
     retry = start + 2 * period - fdiv((limit - cost) * period, curr) - now
   end
-  local remaining = fdiv(free, period)
   if remaining < 0 then
     remaining = 0
   end
-  return nil, 0, remaining, reset, retry, 0, 0
 end
