@@ -65,6 +65,13 @@ EXPERIMENTS = {
     "ours-no-lock": "ours, the memory backend's lock replaced by a no-op",
     "ours-stub-engine": "ours' adapter with a precomputed outcome (no engine, no backend)",
     "ours-no-logging": "ours with logging.disable() (no logging call can cost)",
+    "ours-decide-twice": "ours, deciding every request twice (what a warm second pass costs)",
+    "bare-work": "bare plus a fixed pure-Python workload (stdlib code, not ours) per request",
+    "ours-lean-flow": "ours, Engine.flow short-cut for plans without policies (a patch)",
+    "ours-minimal": "ours' adapter around the least decision: key, limiter_hit, render",
+    "bare-timed": "bare, the app call timed (perf_counter)",
+    "floor-timed": "floor, the wrapper and the app inside it timed",
+    "ours-timed": "ours, the middleware, engine.arun and the app inside it timed",
 }
 
 
@@ -114,7 +121,88 @@ def build(name: str) -> Any:
         app = _stub_engine(app)
     if name == "ours-no-logging":
         logging.disable(logging.CRITICAL)
+    if name == "ours-decide-twice":
+        engine = app.engine
+        decide = engine.arun
+
+        async def twice(plan: Any, request: Any) -> Any:
+            await decide(plan, request)
+            return await decide(plan, request)
+
+        engine.arun = twice
+    if name == "bare-work":
+        app = _with_work(app)
+    if name == "ours-lean-flow":
+        _patch_lean_flow(app.engine)
+    if name == "ours-minimal":
+        _patch_minimal(app.engine)
     return app
+
+
+def _patch_lean_flow(engine: Any) -> None:
+    """The recommended change to ``Engine.flow``, as a patch: a plan without policies (not
+    ``plan.dynamic``, no allow/deny screening) skips the policy bookkeeping (six lists and
+    dicts, the probe batch, the nested ``_decide`` generator, the ban-gate filter)."""
+    import types
+
+    general = type(engine).flow
+
+    def flow(self: Any, plan: Any, request: Any) -> Any:
+        if plan.dynamic or self.screening:
+            return (yield from general(self, plan, request))
+        calls = [(group.key(request), group.limits, group.cost) for group in plan.groups]
+        rejected = self.rejections
+        if rejected:
+            cached = rejected.lookup(calls)
+            if cached is not None:
+                return self.outcome(plan.policies, request, [cached], plan)
+        if len(calls) == 1:
+            key, limits, cost = calls[0]
+            got = yield ("decide", (key, limits, cost, True))
+        else:
+            got = yield from self._decide(calls, True)
+        outcome = self.outcome(plan.policies, request, got, plan)
+        if rejected is not None and outcome.decision is not None and not outcome.decision:
+            self._remember(calls, outcome.decision)
+        return outcome
+
+    engine.flow = types.MethodType(flow, engine)
+
+
+def _patch_minimal(engine: Any) -> None:
+    """``engine.arun`` reduced to the least work that gives the same answer for this config
+    (one rule, one limit, memory backend, admitted): a lower bound, not a proposal."""
+    from ratelimit.http.engine import Outcome
+    from ratelimit.http.headers import render
+
+    hit = engine.backend.limiter_hit
+    labels, mode = engine._labels, engine.headers_mode
+
+    async def arun(plan: Any, request: Any) -> Any:
+        group = plan.groups[0]
+        decision = hit(group.key(request), group.limits[0])
+        return Outcome(None, render(mode, decision, plan.policies, labels), 0.0, decision)
+
+    engine.arun = arun
+
+
+def work() -> None:
+    """A fixed pure-Python workload from the standard library (several functions and
+    objects, like a middleware's decision; not our code)."""
+    import ipaddress
+    from fractions import Fraction
+
+    ipaddress.ip_address("127.0.0.1")
+    Fraction(3, 7) + 1
+
+
+def _with_work(app: Any) -> Any:
+    async def call(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            work()
+        await app(scope, receive, send)
+
+    return call
 
 
 def _without_scope_key(middleware: Any) -> Any:
@@ -156,10 +244,72 @@ def _stub_engine(middleware: Any) -> Any:
     return middleware
 
 
+def _timed(name: str, app: Any, out: str) -> Any:
+    """``app`` with perf_counter timers around it, around ``engine.arun`` (ours) and around
+    the application inside the wrapper (ours, floor); the samples go to ``out`` at exit."""
+    import array
+
+    clock = time.perf_counter
+    samples: dict[str, array.array[float]] = {"total": array.array("d")}
+    wrapped = app
+    if name.startswith("ours"):
+        engine = app.engine
+        decide = engine.arun
+        samples["arun"] = array.array("d")
+
+        async def arun(plan: Any, request: Any) -> Any:
+            start = clock()
+            outcome = await decide(plan, request)
+            samples["arun"].append(clock() - start)
+            return outcome
+
+        engine.arun = arun
+    if not name.startswith("bare"):
+        samples["inner"] = array.array("d")
+        holder = app if name.startswith("ours") else None
+        inner = holder.app if holder is not None else app.__closure__[0].cell_contents
+
+        async def timed_inner(scope: Any, receive: Any, send: Any) -> None:
+            start = clock()
+            await inner(scope, receive, send)
+            samples["inner"].append(clock() - start)
+
+        if holder is not None:
+            holder.app = timed_inner
+        else:
+            wrapped = bench.floor_asgi(timed_inner)
+
+    def dump() -> None:
+        with open(out, "w") as handle:
+            json.dump({k: list(v) for k, v in samples.items()}, handle)
+
+    async def timed(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            # uvicorn re-raises SIGTERM after shutting down (no atexit): dump at shutdown.
+            async def receive_then_dump() -> Any:
+                message = await receive()
+                if message["type"] == "lifespan.shutdown":
+                    dump()
+                return message
+
+            await wrapped(scope, receive_then_dump, send)
+            return
+        if scope["type"] != "http":
+            await wrapped(scope, receive, send)
+            return
+        start = clock()
+        await wrapped(scope, receive, send)
+        samples["total"].append(clock() - start)
+
+    return timed
+
+
 def experiment_app() -> Any:
     """The app of ``BENCH_EXPERIMENT`` (``uvicorn --factory benchmarks.overhead:...``)."""
     name = os.environ.get("BENCH_EXPERIMENT", "bare")
-    app = build(name)
+    app = build(name.replace("-timed", ""))
+    if name.endswith("-timed"):
+        return _timed(name, app, os.environ["BENCH_TIMINGS"])
     if name.endswith("-gc-freeze"):
         # After start-up: everything imported and built so far leaves the collector's view.
         gc.collect()
@@ -354,6 +504,49 @@ def server(names: list[str], rounds: int, requests: int, connections: int, toget
         )
 
 
+def timings(requests: int, connections: int, rounds: int) -> None:
+    """Time the parts of a request inside the server (perf_counter, medians per request)."""
+    import tempfile
+
+    names = ["bare-timed", "floor-timed", "ours-timed"]
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {name: f"{tmp}/{name}.json" for name in names}
+        with contextlib.ExitStack() as stack:
+            servers = {
+                name: stack.enter_context(
+                    bench.server(
+                        "uvicorn",
+                        name,
+                        "",
+                        {"BENCH_EXPERIMENT": name, "BENCH_TIMINGS": paths[name]},
+                        factory=FACTORY,
+                    )
+                )
+                for name in names
+            }
+            for _ in range(rounds):
+                for name in names:
+                    bench.load(servers[name][0], requests, connections)
+        results = {name: json.loads(Path(paths[name]).read_text()) for name in names}
+    print(
+        f"inside uvicorn httptools+uvloop, {rounds} x {requests:,} requests per server: "
+        "µs per request, median (mean)"
+    )
+    print(f"{'server':<14}{'part':<44}{'median':>8}{'mean':>8}")
+    parts = {
+        "total": "the whole app call (what uvicorn awaits)",
+        "arun": "  engine.arun (the decision)",
+        "inner": "  the Starlette app inside the wrapper",
+    }
+    for name in names:
+        for part, values in results[name].items():
+            values = values[2000:]  # the first requests warm up
+            print(
+                f"{name:<14}{parts[part]:<44}{statistics.median(values) * 1e6:>8.2f}"
+                f"{statistics.fmean(values) * 1e6:>8.2f}"
+            )
+
+
 # --------------------------------------------------------------------------- py-spy
 
 #: Frames whose inclusive share of the samples is printed: label -> (function, file suffix).
@@ -450,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     p_in.add_argument("--requests", type=int, default=5_000)
     p_in.add_argument("--rounds", type=int, default=30)
     p_in.add_argument("--only", default="bare,floor,ours,ours-headers-none,ours-stub-engine")
-    p_in.add_argument("--disturb", default="", help="syscall, evict:<KiB>, joined by +")
+    p_in.add_argument("--disturb", default="", help="syscall, tcp, evict:<KiB>, joined by +")
     p_srv = sub.add_parser("server")
     p_srv.add_argument("--requests", type=int, default=40_000)
     p_srv.add_argument("--rounds", type=int, default=3)
@@ -463,6 +656,10 @@ def main(argv: list[str] | None = None) -> int:
     p_spy.add_argument("--rate", type=int, default=500)
     p_spy.add_argument("--top", type=int, default=25)
     p_spy.add_argument("--out", type=Path, default=None)
+    p_time = sub.add_parser("timings")
+    p_time.add_argument("--requests", type=int, default=20_000)
+    p_time.add_argument("--rounds", type=int, default=3)
+    p_time.add_argument("--connections", type=int, default=16)
     p_sum = sub.add_parser("summarise")
     p_sum.add_argument("profile", type=Path)
     p_sum.add_argument("--top", type=int, default=25)
@@ -474,6 +671,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.tool == "server":
         names = ["bare", *(n for n in args.only.split(",") if n != "bare")]
         server(names, args.rounds, args.requests, args.connections, args.together)
+    elif args.tool == "timings":
+        timings(args.requests, args.connections, args.rounds)
     elif args.tool == "pyspy":
         out = args.out or Path(f"profile-{args.experiment}.speedscope.json")
         pyspy(args.experiment, args.seconds, args.rate, args.top, out)
