@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ratelimit.http.keys import RequestInfo
     from ratelimit.http.rules import Rule
     from ratelimit.limits import Limit
+    from ratelimit.metrics.prometheus import PrometheusMetrics
 
 __all__ = [
     "ADMITTED",
@@ -159,22 +160,16 @@ class Recorder:
         self.errors: dict[str, int] = {}
         self._errors_lock = threading.Lock()
         self._hooked = False
-        self.prometheus: Any = None
-        self._prom_requests: dict[tuple[str, str], Any] | None = None
-        self._prom_decision: Any = None
-        self._prom_delay: dict[str, Any] = {}
+        self.prometheus: PrometheusMetrics | None = None
         if config.prometheus is not False:
             from ratelimit.metrics.prometheus import metrics_for
 
             prom = self.prometheus = metrics_for(config.prometheus)
-            self._prom_requests = {}
-            self._prom_decision = prom.decision_seconds.labels(self.backend)
-            prom.backend_up.labels(self.backend).set(1)
+            prom.up(self.backend, True)
             for rule in engine.rules:  # the series exist from the start, at 0
-                if rule.exempt:
-                    continue
-                for kind in ("allowed", "rejected"):
-                    self._prom_child(rule.name, kind)
+                if not rule.exempt:
+                    prom.ensure(rule.name, "allowed")
+                    prom.ensure(rule.name, "rejected")
         self.otel: Any = None
         self._otel_attrs: dict[tuple[str, str], dict[str, str]] = {}
         self._otel_backend = {"backend": self.backend}
@@ -200,14 +195,9 @@ class Recorder:
         """Record one decided request (see :class:`Observer`)."""
         kind = outcome.kind
         rules = plan.rules
-        prom = self._prom_requests
+        prom = self.prometheus
         if prom is not None:
-            for rule in rules:
-                child = prom.get((rule.name, kind))
-                if child is None:
-                    child = self._prom_child(rule.name, kind)
-                child.inc()
-            self._prom_decision.observe(seconds)
+            prom.record(rules, kind, self.backend, seconds)
         otel = self.otel
         if otel is not None:
             attrs = self._otel_attrs
@@ -228,11 +218,6 @@ class Recorder:
         elif not self._hooked and kind in _ERRORS:
             self.backend_error("unknown")
 
-    def _prom_child(self, rule: str, kind: str) -> Any:
-        assert self.prometheus is not None and self._prom_requests is not None
-        child = self._prom_requests[rule, kind] = self.prometheus.requests.labels(rule, kind)
-        return child
-
     def _rule_name(self, plan: Plan, policy: Limit | None) -> str:
         if policy is not None:
             name = self._rule_of.get(policy.id)
@@ -252,10 +237,7 @@ class Recorder:
         decision = outcome.decision
         rule = self._rule_name(plan, decision.policy if decision is not None else None)
         if self.prometheus is not None:
-            child = self._prom_delay.get(rule)
-            if child is None:
-                child = self._prom_delay[rule] = self.prometheus.delay_seconds.labels(rule)
-            child.observe(outcome.delay)
+            self.prometheus.delayed(rule, outcome.delay)
 
     def _rejected(self, plan: Plan, request: RequestInfo, decision: Decision | None) -> None:
         policy = decision.policy if decision is not None else None
@@ -301,14 +283,14 @@ class Recorder:
         with self._errors_lock:
             self.errors[kind] = self.errors.get(kind, 0) + 1
         if self.prometheus is not None:
-            self.prometheus.backend_errors.labels(self.backend, kind).inc()
+            self.prometheus.error(self.backend, kind)
         if self.otel is not None:
             self.otel.backend_errors.add(1, {"backend": self.backend, "kind": kind})
 
     def backend_state(self, up: bool) -> None:
         """The backend went down (``False``: its circuit opened) or came back (``True``)."""
         if self.prometheus is not None:
-            self.prometheus.backend_up.labels(self.backend).set(1 if up else 0)
+            self.prometheus.up(self.backend, up)
 
     def backend_up(self) -> bool:
         """Whether decisions currently reach the backend."""
