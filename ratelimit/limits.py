@@ -7,18 +7,13 @@ burst) plus the client key, so two ``Limit`` objects with the same id share coun
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ratelimit.algorithms import ALL_ALGORITHMS
-from ratelimit.algorithms.concurrency import Concurrency
-from ratelimit.algorithms.fixed_window import FixedWindow
-from ratelimit.algorithms.leaky_bucket import LeakyBucket
-from ratelimit.algorithms.sliding_log import SlidingLog
-from ratelimit.algorithms.sliding_window import SlidingWindow
-from ratelimit.algorithms.token_bucket import TokenBucket
+from ratelimit.algorithms.registry import BUCKETS, algorithm_of
 from ratelimit.decision import Decision, combine
 from ratelimit.errors import ConfigError
 from ratelimit.rate import MAX_EXACT, Rate
@@ -28,19 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BUCKETS", "MODES", "Decision", "Limit", "as_limits", "check_cost", "combine"]
 
-#: Algorithms that take a ``burst`` (their capacity; default: the rate's limit).
-BUCKETS = ("token_bucket", "leaky_bucket")
 #: Leaky-bucket modes: ``shape`` delays admitted requests, ``police`` only rejects.
 MODES = ("shape", "police")
-
-_IMPLEMENTATIONS: dict[str, Any] = {
-    "fixed_window": FixedWindow,
-    "sliding_window": SlidingWindow,
-    "sliding_log": SlidingLog,
-    "token_bucket": TokenBucket,
-    "leaky_bucket": LeakyBucket,
-    "concurrency": Concurrency,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +58,6 @@ class Limit:
     max_delay: float | None = None
     capacity: int = field(init=False, repr=False, compare=False)
     id: str = field(init=False, repr=False, compare=False)
-    impl: Algorithm = field(init=False, repr=False, compare=False, hash=False)
-    #: ``impl.step`` bound once: the backends call it on every request.
-    step: Callable[[Any, int, int], tuple[Any, Decision]] = field(
-        init=False, repr=False, compare=False, hash=False
-    )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -129,9 +108,11 @@ class Limit:
             if capacity != rate.limit:
                 ident += f":b{capacity}"
         set_(self, "id", ident)
-        impl = _IMPLEMENTATIONS[algorithm](self)
-        set_(self, "impl", impl)
-        set_(self, "step", impl.step)
+
+    @property
+    def impl(self) -> Algorithm:
+        """The algorithm object computing with this limit (from the registry)."""
+        return algorithm_of(self)
 
     def __str__(self) -> str:
         if self.algorithm == "concurrency":

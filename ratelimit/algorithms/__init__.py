@@ -38,6 +38,8 @@ class Algorithm(Protocol):
     """What every algorithm object offers; see the module docstring."""
 
     name: str
+    #: The limit it computes for.
+    policy: Limit
 
     def step(self, state: Any, now: int, cost: int) -> tuple[Any, Decision]: ...
 
@@ -48,6 +50,12 @@ class AlgorithmBase:
     """The parameters every algorithm reads, taken once from its :class:`~ratelimit.Limit`."""
 
     __slots__ = ("capacity", "limit", "period", "policy")
+    #: The name ``Limit(algorithm=...)`` takes.
+    name: str = ""
+    #: Whether the algorithm takes a ``burst`` (its capacity).
+    takes_burst: bool = False
+    #: Its Redis mirror in ``ratelimit/backends/lua`` ("" when it has its own script).
+    lua: str = ""
 
     def __init__(self, policy: Limit) -> None:
         self.policy = policy

@@ -35,6 +35,7 @@ class Concurrency(AlgorithmBase):
     """Leases per client key; see the module docstring."""
 
     name = "concurrency"
+    lua = "concurrency.lua"
     __slots__ = ()
 
     def __init__(self, policy: Limit) -> None:

@@ -22,6 +22,7 @@ class FixedWindow(AlgorithmBase):
     """Counts admitted cost per fixed window of ``period`` aligned to the clock."""
 
     name = "fixed_window"
+    lua = "fixed_window.lua"
     __slots__ = ("_base",)
 
     def __init__(self, policy: Limit) -> None:

@@ -29,6 +29,8 @@ class LeakyBucket(AlgorithmBase):
     """Draining bucket that shapes (delays) or polices (rejects) the excess."""
 
     name = "leaky_bucket"
+    takes_burst = True
+    lua = "leaky_bucket.lua"
     __slots__ = ("_full", "_max_wait", "_shape")
 
     def __init__(self, policy: Limit) -> None:

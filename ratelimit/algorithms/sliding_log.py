@@ -18,6 +18,7 @@ class SlidingLog(AlgorithmBase):
     """Exact log of admission times; see the module docstring."""
 
     name = "sliding_log"
+    lua = "sliding_log.lua"
     __slots__ = ()
 
     def step(

@@ -27,6 +27,7 @@ class SlidingWindow(AlgorithmBase):
     """Weighted two-window counter; see the module docstring for the formula."""
 
     name = "sliding_window"
+    lua = "sliding_window.lua"
     __slots__ = ("_base",)
 
     def __init__(self, policy: Limit) -> None:

@@ -24,6 +24,8 @@ class TokenBucket(AlgorithmBase):
     """Refilling bucket of tokens; see the module docstring."""
 
     name = "token_bucket"
+    takes_burst = True
+    lua = "token_bucket.lua"
     __slots__ = ("_full",)
 
     def __init__(self, policy: Limit) -> None:

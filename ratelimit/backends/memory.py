@@ -13,6 +13,7 @@ from typing import Any
 
 from ratelimit.algorithms import Algorithm
 from ratelimit.algorithms.concurrency import Concurrency
+from ratelimit.algorithms.registry import algorithm_of
 from ratelimit.decision import Decision, combine
 from ratelimit.errors import ConfigError
 from ratelimit.limits import Limit, as_limits, check_cost
@@ -21,10 +22,11 @@ __all__ = ["MemoryBackend"]
 
 
 def _concurrency(limit: Limit) -> Concurrency:
-    impl = limit.impl
+    impl = algorithm_of(limit)
     if not isinstance(impl, Concurrency):
         raise ConfigError(f"{limit} is not a concurrency limit (algorithm = 'concurrency')")
     return impl
+
 
 #: How many least-recently-used entries an insert looks at for expiry (bounded work per call).
 _EXPIRE_PER_INSERT = 2
@@ -38,6 +40,15 @@ class _Table:
     def __init__(self, impl: Algorithm) -> None:
         self.impl = impl
         self.data: dict[str, Any] = {}
+
+
+def _impl(table: _Table, limit: Limit) -> Algorithm:
+    """The table's algorithm for ``limit``: a limit that kept its name but changed (a config
+    reload) gets an algorithm of its own; its counters go on under the new rate."""
+    impl = table.impl
+    if impl.policy is not limit and impl.policy != limit:
+        impl = table.impl = algorithm_of(limit)
+    return impl
 
 
 class MemoryBackend:
@@ -109,7 +120,10 @@ class MemoryBackend:
                     table = new_table(limit)
                 data = table.data
                 state = data.pop(key, None)  # popped and put back: most recently used last
-                new_state, decision = limit.step(state, now, cost)
+                impl = table.impl
+                if impl.policy is not limit:
+                    impl = _impl(table, limit)
+                new_state, decision = impl.step(state, now, cost)
                 if new_state is not None:
                     data[key] = new_state
                     if state is None:
@@ -144,8 +158,8 @@ class MemoryBackend:
             tables = [self._tables.get(limit.id) or self._table(limit) for _, limit, _ in items]
             states = [table.data.get(key) for table, (key, _, _) in zip(tables, items, strict=True)]
             steps = [
-                limit.step(state, now, cost)
-                for (_, limit, cost), state in zip(items, states, strict=True)
+                _impl(table, limit).step(state, now, cost)
+                for table, (_, limit, cost), state in zip(tables, items, states, strict=True)
             ]
             admitted = consume and all(decision.allowed for _, decision in steps)
             for table, (key, _, _), state, (new_state, _) in zip(
@@ -246,7 +260,7 @@ class MemoryBackend:
         return dropped
 
     def _table(self, limit: Limit) -> _Table:
-        table = self._tables[limit.id] = _Table(limit.impl)
+        table = self._tables[limit.id] = _Table(algorithm_of(limit))
         return table
 
     def _added(self, table: _Table, now: int) -> None:

@@ -86,3 +86,21 @@ def test_combine_reports_the_most_restrictive_decision() -> None:
     assert not combine([a, r1])
     with pytest.raises(ValueError):
         combine([])
+
+
+def test_the_registry_declares_every_algorithm_once() -> None:
+    """Every algorithm name maps to one class that declares it, its burst option and its
+    Lua mirror; a Limit is plain data (its algorithm object comes from the registry)."""
+    from importlib import resources
+
+    from ratelimit.algorithms import ALL_ALGORITHMS
+    from ratelimit.algorithms.registry import BUCKETS, IMPLEMENTATIONS, algorithm_of
+
+    assert tuple(IMPLEMENTATIONS) == ALL_ALGORITHMS
+    assert BUCKETS == ("token_bucket", "leaky_bucket")
+    lua = resources.files("ratelimit.backends").joinpath("lua")
+    for name, cls in IMPLEMENTATIONS.items():
+        assert cls.name == name and lua.joinpath(cls.lua).is_file()
+    limit = Limit("5/minute", name="x")
+    assert algorithm_of(limit).policy is limit and limit.impl is algorithm_of(limit)
+    assert "impl" not in {f.name for f in __import__("dataclasses").fields(limit)}

@@ -153,3 +153,11 @@ def test_decide_each_is_atomic_across_keys_and_costs(memory: MemoryBackend) -> N
     assert limiter.peek("key:k1", by_key).remaining == 1
     dry = memory.decide_each([("ip:203.0.113.7", by_ip, 1)], consume=False)
     assert dry[0].remaining == 3 and limiter.peek("ip:203.0.113.7", by_ip).remaining == 4
+
+
+def test_a_limit_that_changed_under_its_name_is_enforced_as_it_is_now() -> None:
+    """A reloaded rule keeps its name (and counters) but not its old rate."""
+    backend = MemoryBackend(clock=lambda: 100.0)
+    before, after = Limit("2/minute", name="r"), Limit("5/minute", name="r")
+    assert [backend.decide("k", [before], 1)[0].allowed for _ in range(3)] == [True, True, False]
+    assert [backend.decide("k", [after], 1)[0].allowed for _ in range(4)] == [True] * 3 + [False]
