@@ -8,6 +8,7 @@ import textwrap
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -197,3 +198,41 @@ def test_gunicorn_multiprocess_sums_the_workers(tmp_path: Path) -> None:
     assert values["ratelimit_requests_total", "tight", "allowed"] == admitted
     assert values["ratelimit_requests_total", "tight", "rejected"] == 16 - admitted
     assert values["ratelimit_decision_seconds_count", None, None] == 56
+
+
+def test_counts_are_exact_across_threads(registry: Any) -> None:
+    """Concurrent requests lose no count (one lock around each record)."""
+    from ratelimit.metrics.prometheus import CollectedMetrics
+
+    metrics = CollectedMetrics(registry)
+    rules = [SimpleNamespace(name="a")]  # what record() reads of a rule
+
+    def work() -> None:
+        for _ in range(5000):
+            metrics.record(rules, "allowed", "memory", 0.0002)
+
+    with ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(work) for _ in range(4)]:
+            future.result()
+    assert sample(registry, "ratelimit_requests_total", rule="a", outcome="allowed") == 20000
+    assert (
+        sample(registry, "ratelimit_decision_seconds_bucket", backend="memory", le="0.00025")
+        == 20000
+    )
+    assert sample(registry, "ratelimit_decision_seconds_bucket", backend="memory", le="0.0001") == 0
+
+
+def test_client_objects_record_the_same(registry: Any) -> None:
+    """The prometheus_client objects (multiprocess mode) expose the same series."""
+    from ratelimit.metrics.prometheus import ClientMetrics
+
+    metrics = ClientMetrics(registry)
+    metrics.record([SimpleNamespace(name="a")], "delayed", "redis", 0.003)
+    metrics.delayed("a", 0.2)
+    metrics.error("redis", "timeout")
+    metrics.up("redis", False)
+    assert sample(registry, "ratelimit_requests_total", rule="a", outcome="delayed") == 1
+    assert sample(registry, "ratelimit_decision_seconds_bucket", backend="redis", le="0.005") == 1
+    assert sample(registry, "ratelimit_delay_seconds_sum", rule="a") == 0.2
+    assert sample(registry, "ratelimit_backend_errors_total", backend="redis", kind="timeout") == 1
+    assert sample(registry, "ratelimit_backend_up", backend="redis") == 0
