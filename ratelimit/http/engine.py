@@ -30,8 +30,6 @@ concurrent request can slip between those calls (within a group it never can).
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Sequence
@@ -57,6 +55,7 @@ from ratelimit.http.headers import (
 from ratelimit.http.keys import ClientIdentity, RequestInfo, compile_key
 from ratelimit.http.policies import counts, in_networks
 from ratelimit.http.rejections import RejectionCache
+from ratelimit.http.reload import ConfigWatch
 from ratelimit.http.rules import Rule, normalize_path, split_path
 from ratelimit.limits import Limit
 from ratelimit.rate import Rate
@@ -744,46 +743,3 @@ def request_cost(func: Callable[[RequestInfo], int], request: RequestInfo) -> in
     if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
         raise TypeError(f"the cost function {func!r} returned {cost!r}, not a whole number ≥ 0")
     return cost
-
-
-class ConfigWatch:
-    """``reload = true``: looks at the config file's mtime at most once a second, on the
-    request path (no thread), and calls ``reload`` when it changed. A failed reload is not
-    retried until the file changes again (so its error is logged once)."""
-
-    def __init__(
-        self,
-        path: str,
-        reload: Callable[[], bool],
-        interval: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if not os.path.isfile(path):
-            raise ConfigError(f"{path}: reload = true needs the config to be a TOML file")
-        self.path = path
-        self.interval = interval
-        self._reload = reload
-        self._clock = clock
-        self._next = clock() + interval
-        self._mtime = self._stat()
-        self._lock = threading.Lock()
-
-    def _stat(self) -> int | None:
-        try:
-            return os.stat(self.path).st_mtime_ns
-        except OSError:
-            return None
-
-    def check(self) -> None:
-        """Reload if the file changed (looked at no more than once per ``interval``)."""
-        now = self._clock()
-        if now < self._next or not self._lock.acquire(blocking=False):
-            return
-        try:
-            self._next = now + self.interval
-            mtime = self._stat()
-            if mtime is not None and mtime != self._mtime:
-                self._mtime = mtime
-                self._reload()
-        finally:
-            self._lock.release()
