@@ -77,3 +77,25 @@ def test_missing_extra_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(module, "_installed", lambda name: False)
     with pytest.raises(ConfigError, match=r"ratelimit-middleware\[prometheus\]"):
         MetricsConfig(prometheus=True)
+
+
+def test_without_metrics_nothing_is_loaded() -> None:
+    """An engine without [metrics] decides requests without loading the recorder,
+    prometheus_client or opentelemetry."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from ratelimit.http.engine import Engine\n"
+        "from tests.metrics.conftest import hit\n"
+        "engine = Engine({'rules': [{'name': 'api', 'path': '/api/**', 'limit': '1/minute'}]})\n"
+        "assert [hit(engine, '/api/x').kind for _ in range(2)] == ['allowed', 'rejected']\n"
+        "loaded = [m for m in ('prometheus_client', 'opentelemetry', 'ratelimit.metrics.observer',"
+        " 'ratelimit.metrics.top', 'ratelimit.http.status') if m in sys.modules]\n"
+        "print(loaded)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
