@@ -174,9 +174,9 @@ class Recorder:
         self._otel_attrs: dict[tuple[str, str], dict[str, str]] = {}
         self._otel_backend = {"backend": self.backend}
         if config.opentelemetry is not False:
-            from ratelimit.metrics.otel import OtelMetrics
+            from ratelimit.metrics.otel import otel_for
 
-            self.otel = OtelMetrics(config.opentelemetry)
+            self.otel = otel_for(config.opentelemetry)
         self.window: WindowCounts | None = None
         if config.status_path is not None:
             self.window = WindowCounts(clock=clock)
@@ -257,35 +257,53 @@ class Recorder:
 
     def _hook_backend(self, backend: Any) -> None:
         """Chain onto the backend's ``on_error_kind`` / ``on_state`` hooks where it has them
-        (the Redis backend); otherwise failures are counted from the outcomes."""
+        (the Redis backend); otherwise failures are counted from the outcomes.
+
+        A backend shared by several engines gets one hook that tells every recorder, and
+        each sink (a registry's metrics, an OTel instrument set) counts a failure once.
+        """
         if not hasattr(backend, "on_error_kind"):
             return
         self._hooked = True
+        recorders: list[Recorder] | None = getattr(backend, "_ratelimit_recorders", None)
+        if recorders is not None:
+            recorders.append(self)
+            return
+        recorders = [self]
         previous_error = backend.on_error_kind
         previous_state = getattr(backend, "on_state", None)
 
         def on_error_kind(kind: str) -> None:
-            self.backend_error(kind)
+            seen: set[int] = set()
+            for recorder in recorders:
+                recorder.backend_error(kind, seen)
             if previous_error is not None:
                 previous_error(kind)
 
         def on_state(up: bool) -> None:
-            self.backend_state(up)
+            for recorder in recorders:
+                recorder.backend_state(up)
             if previous_state is not None:
                 previous_state(up)
 
         backend.on_error_kind = on_error_kind
         if hasattr(backend, "on_state"):
             backend.on_state = on_state
+        backend._ratelimit_recorders = recorders
 
-    def backend_error(self, kind: str) -> None:
-        """Count one failed backend decision of ``kind``."""
+    def backend_error(self, kind: str, seen: set[int] | None = None) -> None:
+        """Count one failed backend decision of ``kind`` (``seen``: the ids of the sinks that
+        already counted it, for a backend shared by several engines)."""
         with self._errors_lock:
             self.errors[kind] = self.errors.get(kind, 0) + 1
-        if self.prometheus is not None:
-            self.prometheus.error(self.backend, kind)
-        if self.otel is not None:
-            self.otel.backend_errors.add(1, {"backend": self.backend, "kind": kind})
+        seen = set() if seen is None else seen
+        prom, otel = self.prometheus, self.otel
+        if prom is not None and id(prom) not in seen:
+            seen.add(id(prom))
+            prom.error(self.backend, kind)
+        if otel is not None and id(otel) not in seen:
+            seen.add(id(otel))
+            otel.backend_errors.add(1, {"backend": self.backend, "kind": kind})
 
     def backend_state(self, up: bool) -> None:
         """The backend went down (``False``: its circuit opened) or came back (``True``)."""

@@ -12,11 +12,12 @@ passed as ``MetricsConfig(opentelemetry=provider)``) makes them record.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from opentelemetry import metrics
 
-__all__ = ["OtelMetrics"]
+__all__ = ["OtelMetrics", "otel_for"]
 
 
 class OtelMetrics:
@@ -44,3 +45,17 @@ class OtelMetrics:
             unit="{error}",
             description="Failed backend decisions, by kind.",
         )
+
+
+_lock = threading.Lock()
+#: id(provider) → (provider, its instruments); ``True`` stands for the global provider.
+_by_provider: dict[int, tuple[Any, OtelMetrics]] = {}
+
+
+def otel_for(provider: Any = True) -> OtelMetrics:
+    """The shared instruments of ``provider`` (several engines record into the same ones)."""
+    with _lock:
+        found = _by_provider.get(id(provider))
+        if found is None:
+            found = _by_provider[id(provider)] = (provider, OtelMetrics(provider))
+        return found[1]

@@ -236,3 +236,22 @@ def test_client_objects_record_the_same(registry: Any) -> None:
     assert sample(registry, "ratelimit_delay_seconds_sum", rule="a") == 0.2
     assert sample(registry, "ratelimit_backend_errors_total", backend="redis", kind="timeout") == 1
     assert sample(registry, "ratelimit_backend_up", backend="redis") == 0
+
+
+def test_a_shared_backend_counts_each_failure_once(registry: Any) -> None:
+    """Two engines on one backend object (sharing a registry): a failure is counted once,
+    and both engines' status data see it."""
+    from ratelimit.backends.redis import RedisBackend
+
+    backend = RedisBackend.from_url(
+        f"redis://127.0.0.1:{free_port()}/0", timeout=0.2, breaker_clock=FakeClock()
+    )
+    config = {"metrics": {"prometheus": registry, "status_path": "/_rl"}, "rules": RULES[:1]}
+    one, two = Engine(config, backend=backend), Engine(config, backend=backend)
+    hit(one, "/api/x")
+    assert (
+        sample(registry, "ratelimit_backend_errors_total", backend="redis", kind="connection") == 1
+    )
+    for engine in (one, two):
+        assert engine.observer.errors == {"connection": 1}  # type: ignore[union-attr]
+    backend.close()
