@@ -292,7 +292,7 @@ def server_command(stack: str, port: int, factory: str | None = None) -> list[st
         *pinned(SERVER_CPU),
         sys.executable, "-m", "gunicorn", f"benchmarks.http:{stack}_app()",
         "--bind", f"127.0.0.1:{port}", "--workers", "1", "--worker-class", "gthread",
-        "--threads", "4", "--log-level", "warning",
+        "--threads", os.environ.get("BENCH_THREADS", "4"), "--log-level", "warning",
     ]  # fmt: skip
 
 

@@ -13,12 +13,19 @@ uvicorn's httptools scope): µs per request of bare, the floor and ours (memory)
 request the garbage collections and GC-tracked objects left behind.
 
 ``server`` runs the same app under ``uvicorn --http httptools --loop uvloop`` with one
-change per variant (the :data:`EXPERIMENTS`), each side by side with bare exactly like
+change per variant (the :data:`EXPERIMENTS`), each side by side with bare like
 ``benchmarks/http.py`` (server CPU per request from /proc, CPU ratio to bare, medians of
-rounds). Each experiment removes or replaces one suspect: the garbage collector (frozen after
-start-up, or off), the ``scope["ratelimit.engine"]`` write, the ``send`` wrapper and the
-headers, the async driver (``engine.run`` called instead of ``await engine.arun``), the
-memory backend's lock, the whole engine (a precomputed outcome), logging.
+rounds); by default each pair is loaded at the same time for 2 s (``--together``), both
+servers on the server CPU, which keeps the ratios steady on a busy machine (an A/A pair,
+``bare-again``, shows how far apart two equal servers measure). Each experiment removes or
+replaces one suspect: the garbage collector (frozen after start-up, or off), the
+``scope["ratelimit.engine"]`` write, the ``send`` wrapper and the headers, the async driver
+(``engine.run`` called instead of ``await engine.arun``), the memory backend's lock, the
+whole engine (a precomputed outcome), logging; others add known work (a second decision, a
+standard-library workload) or try a leaner decision path (patches measured, not shipped).
+
+``timings`` puts ``perf_counter`` timers inside the server around the app call, around
+``engine.arun`` and around the application inside our wrapper (medians per request).
 
 ``pyspy`` records a py-spy profile (speedscope JSON, ``--native``) of the server under load
 and prints the share of samples per frame of interest (``--top`` also prints the hottest
@@ -648,8 +655,16 @@ def main(argv: list[str] | None = None) -> int:
     p_srv.add_argument("--requests", type=int, default=40_000)
     p_srv.add_argument("--rounds", type=int, default=3)
     p_srv.add_argument("--connections", type=int, default=16)
-    p_srv.add_argument("--only", default=",".join(EXPERIMENTS))
-    p_srv.add_argument("--together", type=float, default=0.0, metavar="SECONDS")
+    p_srv.add_argument(
+        "--only", default=",".join(n for n in EXPERIMENTS if not n.endswith("-timed"))
+    )
+    p_srv.add_argument(
+        "--together",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="load each pair at once for SECONDS (default 2; 0: back to back, --requests each)",
+    )
     p_spy = sub.add_parser("pyspy")
     p_spy.add_argument("experiment", choices=list(EXPERIMENTS))
     p_spy.add_argument("--seconds", type=float, default=10)
