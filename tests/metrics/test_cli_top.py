@@ -76,3 +76,25 @@ def test_top_across_two_workers(
     rows = json.loads(capsys.readouterr().out)
     assert [(r["rule"], r["rejections"]) for r in rows] == [("api", 17)]
     assert "key-heavy" in rows[0]["identity"]
+
+
+def test_top_needs_redis(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The memory backend's counts live in the server process: a one-line error says where."""
+    assert main(["top", "--backend", "memory://"]) == 1
+    assert "status page" in capsys.readouterr().err
+    config = tmp_path / "ratelimit.toml"
+    config.write_text('backend = "memory://"\n[[rules]]\npath = "/x"\nlimit = "1/s"\n')
+    assert main(["top", "--config", str(config)]) == 1
+    assert "ratelimit top reads a Redis backend" in capsys.readouterr().err
+    assert main(["top"]) == 1
+    assert "give --backend URL" in capsys.readouterr().err
+
+
+def test_top_when_redis_is_down(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unreachable Redis is a one-line error, not a traceback."""
+    from tests.support.servers import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    assert main(["top", "--backend", url, "--timeout", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ratelimit: error: Redis unavailable (connection)"), err
