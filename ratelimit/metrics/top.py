@@ -243,7 +243,11 @@ class RedisTop:
         pipe.expire(self.index_key, ttl)
 
     def _failed(self, exc: BaseException, batch: dict[tuple[str, str], int]) -> None:
-        if _redis_kind(exc) is None:
+        """Drop ``batch`` after a Redis failure (or a backend with no client for this side:
+        a ConfigError); anything else is a bug and propagates."""
+        from ratelimit.errors import ConfigError
+
+        if _redis_kind(exc) is None and not isinstance(exc, ConfigError):
             raise exc
         self.dropped += sum(batch.values())
         logger.debug("top offenders: Redis write failed, %d rejections lost: %s", len(batch), exc)
