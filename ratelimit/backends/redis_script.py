@@ -57,7 +57,7 @@ def _load_script() -> str:
     lua = resources.files("ratelimit.backends").joinpath("lua")
     dispatcher = lua.joinpath("decide.lua").read_text(encoding="utf-8")
     divide = lua.joinpath("divide.lua").read_text(encoding="utf-8")
-    branches = []
+    branches: list[str] = []
     for name, code in _CODES.items():
         body = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
         if "fdiv(" in body or "cdiv(" in body:
@@ -88,9 +88,10 @@ def _width(n: int) -> int:
 
 
 class LimitSpec:
-    """A limit as the script sees it: its key suffix and its six arguments."""
+    """A limit as the script sees it: its key suffix, its six arguments, and the ``span`` of
+    its integer replies (2 more than the largest reset or retry in ms it can report)."""
 
-    __slots__ = ("args", "capacity", "limit", "suffix")
+    __slots__ = ("args", "capacity", "limit", "span", "suffix")
 
     def __init__(self, limit: Limit) -> None:
         self.limit = limit
@@ -106,12 +107,16 @@ class LimitSpec:
         # the object itself). Elsewhere, times are 6-byte struct fields (ms up to 2**48, the
         # year 10889) and counts and scaled levels use the fewest bytes that hold their
         # maximum, so a bucket's state is 7 to 12 bytes (one 32-byte allocation).
+        period = rate.period_ms
         if algorithm in ("fixed_window", "sliding_window"):
             fmt = str(10 ** len(str(rate.limit)))  # the scale of the counts' digits
+            self.span = (2 if algorithm == "sliding_window" else 1) * period + 2
         elif algorithm == "sliding_log":
             fmt = f">I6I{_width(rate.limit)}"
+            self.span = period + 2
         else:
-            fmt = f">I6I{_width(limit.capacity * rate.period_ms)}"
+            fmt = f">I6I{_width(limit.capacity * period)}"
+            self.span = -(-limit.capacity * period // rate.limit) + 2
             if algorithm == "leaky_bucket":
                 if limit.mode == "police":
                     code = 6
@@ -169,22 +174,33 @@ def script_args(
 
 
 def decode(specs: Sequence[LimitSpec], reply: Any) -> list[Decision]:
-    """The script's reply (five space-separated values per limit) as one :class:`Decision`
-    per limit."""
-    values = reply.split()
-    decisions = []
-    for i, spec in enumerate(specs):
-        allowed, remaining, reset, retry, delay = values[5 * i : 5 * i + 5]
-        wait = int(retry)
-        decisions.append(
-            Decision(
-                allowed == b"1",
-                spec.capacity,
-                int(remaining),
-                int(reset) / 1000,
-                INF if wait < 0 else wait / 1000,
-                0.0 if delay == b"0" else float(delay),
-                spec.limit,
-            )
-        )
-    return decisions
+    """The script's reply as one :class:`Decision` per limit: for one limit a value, for
+    several a list of them, each an integer (admitted: ``remaining * span + reset``; rejected:
+    ``-1 - ((remaining * span + reset) * span + retry + 1)``) or, when that would not fit
+    below 2^53 or there is a delay, ``b"allowed remaining reset retry delay"``."""
+    if len(specs) == 1:
+        return [_decision(specs[0], reply)]
+    return [_decision(spec, value) for spec, value in zip(specs, reply, strict=True)]
+
+
+def _decision(spec: LimitSpec, value: Any) -> Decision:
+    if type(value) is int:
+        span = spec.span
+        if value >= 0:
+            remaining, reset = divmod(value, span)
+            return Decision(True, spec.capacity, remaining, reset / 1000, 0.0, 0.0, spec.limit)
+        rest, retry = divmod(-1 - value, span)
+        remaining, reset = divmod(rest, span)
+        wait = INF if retry == 0 else (retry - 1) / 1000
+        return Decision(False, spec.capacity, remaining, reset / 1000, wait, 0.0, spec.limit)
+    allowed, remaining, reset, retry, delay = value.split()
+    wait = int(retry)
+    return Decision(
+        allowed == b"1",
+        spec.capacity,
+        int(remaining),
+        int(reset) / 1000,
+        INF if wait < 0 else wait / 1000,
+        0.0 if delay == b"0" else float(delay),
+        spec.limit,
+    )

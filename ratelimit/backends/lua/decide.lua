@@ -14,7 +14,8 @@
 --                 when it needs them (b: the limit's offset in ARGV, past the first four)
 -- and sets        allowed (1/0), remaining, reset, retry, delay, and when it admits: new
 --                 (the state to store), expires (when that state is fresh again, ms) and
---                 keep (true when the key's TTL already ends at expires: SET ... KEEPTTL).
+--                 keep (true when the key's TTL already ends at expires: SET ... KEEPTTL);
+--                 and span, 2 more than the largest reset or retry it can give (the reply).
 --
 -- The blocks appear twice: in the one-limit path (most decisions: no tables, no loop) and
 -- in the loop over several limits.
@@ -29,9 +30,12 @@
 -- ARGV[5..] six values per limit: algorithm code, limit, period ms, capacity, state format,
 --           max wait (leaky bucket in shape mode: the largest scaled level to queue behind; -1)
 --
--- Returns one string of five values per limit, separated by spaces: allowed (1/0), remaining,
--- reset_after ms, retry_after ms (-1 means never: the cost exceeds the capacity), delay (0,
--- or seconds as "%.17g"). (A string: Redis turns a table reply into RESP at a higher cost.)
+-- Returns, per limit, one integer when it fits below 2^53 (converting numbers to text is
+-- what costs most in a script) and there is no delay: remaining * span + reset when
+-- admitted, -1 - ((remaining * span + reset) * span + retry + 1) when not; otherwise a string
+-- of five values separated by spaces: allowed (1/0), remaining, reset_after ms, retry_after
+-- ms (-1 means never: the cost exceeds the capacity), delay (0, or seconds as "%.17g").
+-- One limit: that value; several: a table of them. (redis_script.decode reads both forms.)
 -- Nothing is written unless every limit admits; every written key has a TTL of at least 1 ms
 -- (set by the write, or kept from the write that started the same window).
 
@@ -55,12 +59,27 @@ end
 local consume, pad = ARGV[3] == '1', ARGV[4]
 local n = #KEYS
 local reply = '%d %d %d %d %s'
+local exact = 9007199254740992 -- 2^53
+
+-- the reply for one limit (see above)
+local function answer(allowed, remaining, reset, retry, delay, span)
+  if delay == 0 then
+    local packed = remaining * span + reset
+    if allowed == 0 then
+      packed = -1 - (packed * span + retry + 1)
+    end
+    if packed < exact and packed > -exact then
+      return packed
+    end
+  end
+  return format(reply, allowed, remaining, reset, retry, delay)
+end
 
 if n == 1 then
   local b, code = 0, ARGV[5]
   local state, now, cost = redis.call('GET', KEYS[1]), clock, single or costs[1]
   local limit, period, fmt = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[9]
-  local new, expires, keep
+  local new, expires, keep, span
   local allowed, remaining, reset, retry, delay = 0, 0, 0, 0, 0
   -- @algorithms
   if consume and allowed == 1 then
@@ -77,7 +96,7 @@ if n == 1 then
       redis.call('SET', KEYS[1], new, 'PX', ttl)
     end
   end
-  return format(reply, allowed, remaining, reset, retry, delay)
+  return answer(allowed, remaining, reset, retry, delay, span)
 end
 
 local out, states, expiries, kept = {}, {}, {}, {}
@@ -87,10 +106,10 @@ for i = 1, n do
   local code = ARGV[b + 5]
   local state, now, cost = redis.call('GET', KEYS[i]), clock, single or costs[i]
   local limit, period, fmt = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]), ARGV[b + 9]
-  local new, expires, keep
+  local new, expires, keep, span
   local allowed, remaining, reset, retry, delay = 0, 0, 0, 0, 0
   -- @algorithms
-  out[i] = format(reply, allowed, remaining, reset, retry, delay)
+  out[i] = answer(allowed, remaining, reset, retry, delay, span)
   if allowed == 0 then
     admitted = false
   end
@@ -113,4 +132,4 @@ if consume and admitted then
     end
   end
 end
-return table.concat(out, ' ')
+return out

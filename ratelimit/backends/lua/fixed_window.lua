@@ -23,6 +23,7 @@ if state then
   end
 end
 reset = (window + 1) * period - now
+span = period + 2 -- reset and retry stay below period + 1
 if cost <= limit and count + cost <= limit then
   count = count + cost
   if count == 0 then -- a cost-0 probe of a fresh key (Limiter.peek)

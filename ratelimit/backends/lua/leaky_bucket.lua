@@ -3,6 +3,7 @@
 -- the largest scaled level to queue behind (max_delay), or -1.
 local capacity, extra = tonumber(ARGV[b + 8]), tonumber(ARGV[b + 10])
 local full = capacity * period
+span = cdiv(full, limit) + 2 -- reset and retry stay below this - 1
 local level = 0
 if state and #state == struct.size(fmt) then
   local last, saved = struct.unpack(fmt, state)

@@ -8,21 +8,22 @@ if window * period > now then -- (a double quotient may round up to the next int
   window = window - 1
 end
 local start = window * period
+span = 2 * period + 2 -- reset and retry stay below 2 * period + 1
 local scale = tonumber(fmt)
-local span = scale * scale
-local base = window * span
-local small = base + span <= 9007199254740992
+local square = scale * scale
+local base = window * square
+local small = base + square <= 9007199254740992
 local prev, curr = 0, 0
 if state then
   local saved, p, c
   if small then
     local v = tonumber(state)
     if v then
-      saved = floor(v / span)
-      if saved * span > v then
+      saved = floor(v / square)
+      if saved * square > v then
         saved = saved - 1
       end
-      local rest = v - saved * span
+      local rest = v - saved * square
       p = floor(rest / scale)
       if p * scale > rest then
         p = p - 1
