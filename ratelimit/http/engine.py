@@ -223,6 +223,8 @@ class Engine:
         self._labels: dict[str, bytes] = {}
         self._local_limits: dict[Limit, Limit] = {}
         self._gates: dict[str, tuple[Limit, Limit]] = {}
+        #: The ids of the ban gates (a rejection by one is a ban, not a rate).
+        self._gate_ids: set[str] = set()
         self.identity = ClientIdentity(cfg.trusted_proxies, cfg.ipv6_prefix, cfg.proxy_header)
         self.headers_mode = cfg.headers
         self.shadow = cfg.shadow
@@ -268,6 +270,7 @@ class Engine:
         if rule.ban is not None:
             gate, strikes = rule.ban.gate(rule.name), rule.ban.strikes(rule.name)
             self._gates[rule.name] = (gate, strikes)
+            self._gate_ids.add(gate.id)
             self._labels[gate.id] = label_of(replace(gate, name=rule.name))
             limits.append(strikes)
         for limit in limits:
@@ -441,7 +444,7 @@ class Engine:
                 if rejected is not None and outcome.decision is not None and not owners:
                     self._remember(batch, outcome.decision)
                 return outcome
-            decisions.extend(d for d in got if d.policy.id not in self._gate_ids(owners))
+            decisions.extend(d for d in got if d.policy.id not in self._gate_ids)
         tokens: list[tuple[str, Limit, str]] = []
         for key, limit in leases:
             token = uuid.uuid4().hex
@@ -458,10 +461,6 @@ class Engine:
         if counted or tokens:
             outcome = outcome._replace(pending=Pending(tuple(counted), tuple(tokens)))
         return outcome
-
-    @staticmethod
-    def _gate_ids(owners: dict[str, tuple[str, Rule]]) -> set[str]:
-        return {limit_id for limit_id in owners if limit_id.endswith(":ban")}
 
     def _shown(
         self,
@@ -514,7 +513,7 @@ class Engine:
         if decision is None or decision.policy.id not in owners:
             return
         key, rule = owners[decision.policy.id]
-        if rule.ban is None or decision.policy.id.endswith(":ban"):
+        if rule.ban is None or decision.policy.id in self._gate_ids:
             return
         gate, strikes = self._gates[rule.name]
         struck: list[Decision] = yield ("decide", (key, (strikes,), 1, True))
@@ -582,7 +581,7 @@ class Engine:
             if self.shadow or not decision.delay:
                 return Outcome(None, headers, 0.0, decision, "allowed")
             return Outcome(None, headers, decision.delay, decision, "delayed")
-        kind = "banned" if decision.policy.id.endswith(":ban") else "rejected"
+        kind = "banned" if decision.policy.id in self._gate_ids else "rejected"
         if self.shadow:
             self._log_shadow(request, decision, plan)
             return Outcome(None, headers, 0.0, decision, "shadow_rejected")
