@@ -567,24 +567,38 @@ FRAMES = {
     "  send_with_headers": ("send_with_headers", "ratelimit/asgi.py"),
     "Starlette app": ("Starlette.__call__", "starlette/applications.py"),
     "uvicorn send": ("RequestResponseCycle.send", "uvicorn/protocols/http/httptools_impl.py"),
+    "ours (Django)": ("RateLimitMiddleware.__call__", "ratelimit/contrib/django/__init__.py"),
+    "ours (WSGI)": ("RateLimitMiddleware.__call__", "ratelimit/wsgi.py"),
+    "  engine.run": ("Engine.run", "ratelimit/http/engine.py"),
+    "    Redis backend": ("", "ratelimit/backends/redis.py"),
+    "    redis-py": ("", "redis/connection.py"),
     "garbage collector": ("gc_collect_main", ""),
 }
 
 
-def pyspy(name: str, seconds: float, rate: int, top: int, out: Path) -> None:
-    """Record the server under load with py-spy and summarise the profile."""
+def pyspy(
+    name: str, seconds: float, rate: int, top: int, out: Path, stack: str = "uvicorn"
+) -> None:
+    """Record the server under load with py-spy and summarise the profile.
+
+    ``stack`` ``uvicorn``: ``name`` is an experiment; another stack of ``benchmarks/http.py``
+    (``django``, ``flask``): ``name`` is one of its variants (Redis started for it).
+    """
     if shutil.which("py-spy") is None:
         sys.exit("py-spy is needed: pip install py-spy")
-    with bench.server("uvicorn", "bare", "", {"BENCH_EXPERIMENT": name}, factory=FACTORY) as (
-        url,
-        pid,
-    ):
+    with contextlib.ExitStack() as resources:
+        if stack == "uvicorn":
+            target = bench.server("uvicorn", "bare", "", {"BENCH_EXPERIMENT": name}, FACTORY)
+        else:
+            redis_url = resources.enter_context(bench.redis_for_benchmark())
+            target = bench.server(stack, name, redis_url)
+        url, pid = resources.enter_context(target)
         bench.load(url, 2000, 16)
         record = subprocess.Popen(
             [
                 *bench.pinned(bench.CLIENT_CPU),
-                "py-spy", "record", "--native", "-r", str(rate), "-d", str(round(seconds)),
-                "-f", "speedscope", "-o", str(out), "-p", str(pid),
+                "py-spy", "record", "--native", "--subprocesses", "-r", str(rate),
+                "-d", str(round(seconds)), "-f", "speedscope", "-o", str(out), "-p", str(pid),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -666,7 +680,8 @@ def main(argv: list[str] | None = None) -> int:
         help="load each pair at once for SECONDS (default 2; 0: back to back, --requests each)",
     )
     p_spy = sub.add_parser("pyspy")
-    p_spy.add_argument("experiment", choices=list(EXPERIMENTS))
+    p_spy.add_argument("experiment", help="an experiment, or a variant with --stack")
+    p_spy.add_argument("--stack", default="uvicorn", choices=["uvicorn", "django", "flask"])
     p_spy.add_argument("--seconds", type=float, default=10)
     p_spy.add_argument("--rate", type=int, default=500)
     p_spy.add_argument("--top", type=int, default=25)
@@ -689,8 +704,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.tool == "timings":
         timings(args.requests, args.connections, args.rounds)
     elif args.tool == "pyspy":
-        out = args.out or Path(f"profile-{args.experiment}.speedscope.json")
-        pyspy(args.experiment, args.seconds, args.rate, args.top, out)
+        out = args.out or Path(f"profile-{args.stack}-{args.experiment}.speedscope.json")
+        pyspy(args.experiment, args.seconds, args.rate, args.top, out, args.stack)
     else:
         summarise(args.profile, args.top)
     with contextlib.suppress(Exception):
