@@ -39,6 +39,9 @@ on an otherwise idle machine: 1.00 is as cheap as bare, 0.85 means the variant c
 1.18× bare's CPU per request. Every variant is measured side by side with bare: in each round,
 for every variant, one run of bare and one of the variant back to back (the order alternating
 between rounds), the ratio taken within the pair; the table shows medians over the rounds.
+On a busy machine, ``--together SECONDS`` loads each pair at the same time instead (both
+servers sharing the server CPU, one wrk each, for that long), so that whatever else runs
+weighs on both alike. ``BENCH_THREADS`` sets gunicorn's ``--threads`` (default 4).
 
 The same module provides the apps (``starlette_app``, ``django_app``, ``flask_app``), built
 for the variant named by ``BENCH_VARIANT`` (``BENCH_REDIS_URL`` for the Redis ones), so the
