@@ -31,7 +31,17 @@ sync client, on an emptied server:
   Three limits: ours and PyrateLimiter decide them in one script call; ``limits`` and
   throttled-py make one call per limit (and are not atomic across them).
 
-Rounds are interleaved so that machine noise spreads over all variants; medians reported.
+Also: ours through the asyncio API (64 tasks, auto-pipelined: batches of calls per round
+trip, as a busy server sees them), and a **floor** reference: a script running only what a
+decision must (``TIME``, ``GET``, ``SET PX``), no arithmetic. Rounds are interleaved so
+that machine noise spreads over all variants; medians reported. Note that commandstats
+``usec`` is wall time: on a loaded machine a preempted Redis inflates it, which the
+process CPU from /proc does not.
+
+**Scaling out** (``--no-cluster`` skips it): 10,000 client keys × 2 decisions, ours, on a
+single server, on a 1-master Cluster (Cluster mode alone) and on a 3-master Cluster (slots
+split evenly), sync and asyncio: per node, the share of the decisions and the same two
+per-decision figures.
 
 **Throughput** (``--throughput``; issue 4):
 
@@ -82,21 +92,37 @@ RATE = "100/minute"
 #: Three limits in one call: all pass in a run, so every limit of every decision writes.
 RATES3 = ("100/minute", "1000/hour", "10000/day")
 ALGORITHMS = ("fixed_window", "sliding_window", "sliding_log", "token_bucket", "leaky_bucket")
+#: Our asyncio path as a library column.
+ASYNC = "ratelimit asyncio"
+FLOOR_NOTE = "reference: a script doing only TIME, GET, SET PX; no arithmetic"
+#: The least a script decision costs: the same commands ours runs, and nothing else.
+FLOOR_SCRIPT = (
+    "local t = redis.call('TIME') local v = redis.call('GET', KEYS[1]) "
+    "redis.call('SET', KEYS[1], '1', 'PX', 60000) return 0"
+)
 #: MONITOR's name for the commands a script runs (not sent by a client).
 _SCRIPT_CLIENT = "lua"
 
 
 class Variant:
-    """One library × algorithm × number of limits: ``build(url)`` returns ``decide(key)``."""
+    """One library × algorithm × number of limits: ``build(url)`` returns ``decide(key)``
+    (with ``tasks > 1``: an ``async`` one, run from that many asyncio tasks)."""
 
     def __init__(
-        self, library: str, algorithm: str, limits: int, build: Callable[[str], Any], note: str = ""
+        self,
+        library: str,
+        algorithm: str,
+        limits: int,
+        build: Callable[[str], Any],
+        note: str = "",
+        tasks: int = 1,
     ) -> None:
         self.library = library
         self.algorithm = algorithm
         self.limits = limits
         self.build = build
         self.note = note
+        self.tasks = tasks
 
     @property
     def name(self) -> str:
@@ -111,6 +137,23 @@ def _ours(algorithm: str, rates: tuple[str, ...]) -> Callable[[str], Any]:
         limits = [Limit(r, algorithm=algorithm, **options) for r in rates]
         hit = Limiter(RedisBackend.from_url(url, timeout=5.0)).hit
         return lambda key: hit(key, *limits)
+
+    return build
+
+
+def _ours_async(algorithm: str, rates: tuple[str, ...]) -> Callable[[str], Any]:
+    def build(url: str) -> Any:
+        from ratelimit import Limit, Limiter, RedisBackend
+
+        options: dict[str, Any] = {"mode": "police"} if algorithm == "leaky_bucket" else {}
+        limits = [Limit(r, algorithm=algorithm, **options) for r in rates]
+        backend = RedisBackend.from_url(url, timeout=5.0, max_connections=TASKS)
+        ahit = Limiter(backend).ahit
+
+        async def decide(key: str) -> Any:
+            return await ahit(key, *limits)
+
+        return decide
 
     return build
 
@@ -184,6 +227,12 @@ def cpu_variants() -> list[Variant]:
     out = []
     for n, rates in ((1, (RATE,)), (3, RATES3)):
         out += [Variant("ratelimit", a, n, _ours(a, rates)) for a in ALGORITHMS]
+        out += [
+            Variant(ASYNC, a, n, _ours_async(a, rates), "auto-pipelined", tasks=TASKS)
+            for a in ALGORITHMS
+        ]
+        if n == 1:
+            out.append(Variant("floor", "fixed_window", 1, _floor, FLOOR_NOTE))
         separate = "one call per limit" if n > 1 else ""
         for algorithm, strategy in (
             ("fixed_window", "FixedWindowRateLimiter"),
@@ -201,6 +250,15 @@ def cpu_variants() -> list[Variant]:
         for algorithm in ("fixed_window", "sliding_log", "token_bucket"):
             out.append(Variant("pyrate-limiter", algorithm, n, _pyrate(algorithm, rates)))
     return out
+
+
+def _floor(url: str) -> Any:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    sha = client.script_load(FLOOR_SCRIPT)
+    evalsha = client.evalsha
+    return lambda key: evalsha(sha, 1, key, "1")
 
 
 def _proc_cpu(pid: int) -> float:
@@ -261,14 +319,36 @@ def run_cpu(server: Any, variant: Variant, clients: int, per_key: int) -> CpuRes
     keys = [f"10.0.{i >> 8}.{i & 255}" for i in range(clients)]
     client.flushall()
     decide = variant.build(server.url)
-    share = _classify(client, decide, ["warm-up"] * 3)  # loads the scripts too
+    if variant.tasks > 1:
+        run = asyncio.new_event_loop().run_until_complete  # one loop: one client, kept warm
+
+        def sync(key: str) -> Any:
+            return run(decide(key))
+
+        async def burst(keys: list[str]) -> None:
+            async def worker(mine: list[str]) -> None:
+                for key in mine:
+                    await decide(key)
+
+            tasks = variant.tasks
+            await asyncio.gather(*(worker(keys[i::tasks]) for i in range(tasks)))
+
+        def one_round() -> None:
+            run(burst(keys))
+    else:
+        sync = decide
+
+        def one_round() -> None:
+            for key in keys:
+                decide(key)
+
+    share = _classify(client, sync, ["warm-up"] * 3)  # loads the scripts too
     client.flushall()
     client.config_resetstat()
     cpu = _proc_cpu(pid)
     memory = 0.0
     for rnd in range(per_key):
-        for key in keys:
-            decide(key)
+        one_round()
         if rnd == per_key // 2 - 1:  # midway: a sliding log holds per_key / 2 entries
             before = _proc_cpu(pid)
             memory = _memory_of_all_keys(client) / clients
@@ -308,6 +388,117 @@ def cpu_table(
             print(".", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return results
+
+
+async def _async_decisions(url: str, limit: Any, keys: list[str], per_key: int, tasks: int) -> None:
+    """``per_key`` decisions per key from ``tasks`` asyncio tasks (auto-pipelined)."""
+    from ratelimit import Limiter, RedisBackend
+
+    backend = RedisBackend.from_url(url, timeout=5.0, max_connections=tasks)
+    ahit = Limiter(backend).ahit
+
+    async def worker(mine: list[str]) -> None:
+        for _ in range(per_key):
+            for key in mine:
+                await ahit(key, limit)
+
+    await asyncio.gather(*(worker(keys[i::tasks]) for i in range(tasks)))
+    await backend.aclose()
+
+
+def run_cluster(
+    nodes: list[Any], url: str, algorithm: str, clients: int, per_key: int, tasks: int = 1
+) -> list[tuple[float, float, float]]:
+    """Our decisions on ``url`` (one server or a Cluster of ``nodes``), from one sync client
+    (``tasks == 1``) or that many asyncio tasks: per node, (share of the decisions, server
+    µs per decision from commandstats, redis-server CPU µs per decision from /proc)."""
+    import redis
+
+    from ratelimit import Limit, Limiter, RedisBackend
+
+    keys = [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(clients)]
+    direct = [redis.Redis(port=node.port) for node in nodes]
+    for client in direct:
+        client.flushall()
+    backend = RedisBackend.from_url(url, timeout=5.0)
+    limit = Limit(RATE, algorithm=algorithm)
+    hit = Limiter(backend).hit
+    for key in keys[:200]:  # the script reaches every node (NOSCRIPT, then EVAL)
+        hit(key, limit)
+    for client in direct:
+        client.flushall()
+        client.config_resetstat()
+    cpu = [_proc_cpu(node.process.pid) for node in nodes]
+    if tasks == 1:
+        for _ in range(per_key):
+            for key in keys:
+                hit(key, limit)
+    else:
+        asyncio.run(_async_decisions(url, limit, keys, per_key, tasks))
+    cpu = [_proc_cpu(node.process.pid) - c for node, c in zip(nodes, cpu, strict=True)]
+    stats = [_commandstats(client) for client in direct]
+    backend.close()
+    for client in direct:
+        client.close()
+    total = clients * per_key
+    out = []
+    for stat, seconds in zip(stats, cpu, strict=True):
+        calls, usec = stat.get("evalsha", (0, 0))
+        out.append((calls / total, usec / max(calls, 1), seconds * 1e6 / max(calls, 1)))
+    return out
+
+
+def cluster_table(rounds: int, clients: int, per_key: int) -> dict[str, list[list[Any]]]:
+    """Single server vs a 3-master Cluster, same decisions: per node, rounds of results."""
+    from tests.support.redis_server import redis_cluster, redis_server
+
+    results: dict[str, list[list[Any]]] = {}
+
+    def url(cluster: Any) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in cluster.nodes)
+
+    with redis_server() as single, redis_cluster(1) as one, redis_cluster(3) as three:
+        setups = (
+            ("single server", [single], single.url),
+            ("1-master Cluster", one.nodes, url(one)),
+            ("3-master Cluster", three.nodes, url(three)),
+        )
+        for _ in range(rounds):
+            for algorithm in ("fixed_window", "token_bucket"):
+                for tasks in (1, TASKS):
+                    for name, nodes, target in setups:
+                        rows = run_cluster(nodes, target, algorithm, clients, per_key, tasks)
+                        mode = "sync" if tasks == 1 else f"asyncio, {tasks} tasks"
+                        results.setdefault(f"{algorithm}|{name}|{mode}", []).append(rows)
+                        print(".", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return results
+
+
+def _print_cluster(results: dict[str, list[list[Any]]], clients: int, per_key: int) -> None:
+    print(
+        f"\nScaling out: {clients:,} client keys × {per_key} decisions (rate {RATE}), ours, "
+        "on one server, a 1-master Cluster (Cluster mode alone) and a 3-master Cluster (slots "
+        "split evenly); per node: share of the decisions, server µs per decision "
+        "(commandstats), redis-server CPU µs per decision (/proc). Median of the rounds. "
+        "asyncio: the auto-pipeline sends up to 32 calls per pipeline, which a Cluster "
+        "client splits by node (about 11 per node with three)."
+    )
+    print(
+        "\n| algorithm | clients | set-up | node | share of decisions | server µs "
+        "| CPU µs (/proc) |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|")
+    for label, runs in results.items():
+        algorithm, name, mode = label.split("|")
+        for i in range(len(runs[0])):
+            share = statistics.median(run[i][0] for run in runs)
+            usec = statistics.median(run[i][1] for run in runs)
+            proc = statistics.median(run[i][2] for run in runs)
+            print(
+                f"| {algorithm} | {mode} | {name} | {i + 1} | {share:.1%} | {usec:.2f} "
+                f"| {proc:.1f} |"
+            )
 
 
 # --------------------------------------------------------------------------- throughput
@@ -608,7 +799,7 @@ TARGETS = {
     "leaky_bucket": 6.0,
     "sliding_log": 8.0,
 }
-LIBRARIES = ("ratelimit", "limits", "throttled-py", "pyrate-limiter")
+LIBRARIES = ("ratelimit", ASYNC, "limits", "throttled-py", "pyrate-limiter")
 
 
 def _print_cpu(results: dict[str, list[CpuResult]], variants: list[Variant]) -> None:
@@ -660,6 +851,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--algorithm", action="append", help="algorithms to run; repeatable")
     parser.add_argument("--single", action="store_true", help="one limit only (not three)")
+    parser.add_argument("--no-cluster", action="store_true", help="skip the Cluster part")
+    parser.add_argument(
+        "--cluster-clients", type=int, default=10_000, help="client keys, Cluster part"
+    )
     parser.add_argument(
         "--throughput",
         action="store_true",
@@ -701,6 +896,10 @@ def main(argv: list[str] | None = None) -> int:
     with redis_server() as server:
         results = cpu_table(server, variants, args.rounds, args.clients, args.per_key)
     _print_cpu(results, variants)
+    if not args.no_cluster:
+        per_key = max(1, args.clients * args.per_key // args.cluster_clients)
+        spread = cluster_table(args.rounds, args.cluster_clients, per_key)
+        _print_cluster(spread, args.cluster_clients, per_key)
     print(f"\nload average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
