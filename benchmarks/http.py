@@ -116,7 +116,17 @@ def variants_of(stack: str) -> list[str]:
 
 
 def _variant() -> tuple[str, str, str]:
-    """(variant, its rate, its storage URL) from the environment."""
+    """(variant, its rate, its storage URL) from the environment.
+
+    ``BENCH_PATCH=module:function`` calls that function first (to measure a patched copy of
+    our code in the server process, see ``benchmarks/overhead.py``).
+    """
+    patch = os.environ.get("BENCH_PATCH")
+    if patch:
+        import importlib
+
+        module, _, function = patch.partition(":")
+        getattr(importlib.import_module(module), function)()
     variant = os.environ.get("BENCH_VARIANT", "bare")
     rate = REJECT if variant.endswith("-reject") else HIGH
     storage = os.environ["BENCH_REDIS_URL"] if "-redis" in variant else "memory://"

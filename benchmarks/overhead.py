@@ -311,6 +311,22 @@ def _timed(name: str, app: Any, out: str) -> Any:
     return timed
 
 
+def patch_django_unlogged_429() -> None:
+    """A patch for the Django stack (``BENCH_PATCH=benchmarks.overhead:patch_django_...``):
+    our 429 responses marked as logged, so that Django's ``log_response`` does not write a
+    ``django.request`` warning for every rejected request."""
+    from ratelimit.contrib import django as ours
+
+    make = ours.to_response
+
+    def to_response(reply: Any) -> Any:
+        response = make(reply)
+        response._has_been_logged = True
+        return response
+
+    ours.to_response = to_response
+
+
 def experiment_app() -> Any:
     """The app of ``BENCH_EXPERIMENT`` (``uvicorn --factory benchmarks.overhead:...``)."""
     name = os.environ.get("BENCH_EXPERIMENT", "bare")
