@@ -9,7 +9,6 @@ that computes with it.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from ratelimit.algorithms import Algorithm, AlgorithmBase
@@ -34,9 +33,9 @@ IMPLEMENTATIONS: dict[str, type[AlgorithmBase]] = {
 BUCKETS = tuple(name for name, cls in IMPLEMENTATIONS.items() if cls.takes_burst)
 
 
-@lru_cache(maxsize=4096)
 def algorithm_of(limit: Limit) -> Algorithm:
-    """The algorithm object computing with ``limit`` (built once per distinct limit; the
-    memory backend keeps one per counter table, so this is not on its hot path)."""
+    """A new algorithm object computing with ``limit`` (its decisions name ``limit`` as their
+    policy). The memory backend keeps one per counter table, so this is not on its hot
+    path."""
     algorithm: Algorithm = IMPLEMENTATIONS[limit.algorithm](limit)  # type: ignore[assignment]
     return algorithm

@@ -43,10 +43,11 @@ class _Table:
 
 
 def _impl(table: _Table, limit: Limit) -> Algorithm:
-    """The table's algorithm for ``limit``: a limit that kept its name but changed (a config
-    reload) gets an algorithm of its own; its counters go on under the new rate."""
+    """The table's algorithm for ``limit``: built again for another ``Limit`` object of the
+    same id (decisions name the very limit asked about, and a limit that kept its name but
+    changed — a config reload — is enforced at its new rate)."""
     impl = table.impl
-    if impl.policy is not limit and impl.policy != limit:
+    if impl.policy is not limit:
         impl = table.impl = algorithm_of(limit)
     return impl
 
