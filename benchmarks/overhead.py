@@ -327,6 +327,24 @@ def patch_django_unlogged_429() -> None:
     ours.to_response = to_response
 
 
+def patch_flask_without_misplaced_hook() -> None:
+    """A patch for the Flask stack: ``RateLimit.init_app`` without its ``before_request``
+    hook (``_misplaced_limits``, which runs on every request to catch ``@limit`` written
+    above ``@app.route``), to measure what the hook costs."""
+    from ratelimit.contrib import flask as ours
+
+    init = ours.RateLimit.init_app
+
+    def init_app(self: Any, app: Any) -> None:
+        app.before_request = lambda function: function  # shadows the method for the call
+        try:
+            init(self, app)
+        finally:
+            del app.before_request
+
+    ours.RateLimit.init_app = init_app  # type: ignore[method-assign]
+
+
 def experiment_app() -> Any:
     """The app of ``BENCH_EXPERIMENT`` (``uvicorn --factory benchmarks.overhead:...``)."""
     name = os.environ.get("BENCH_EXPERIMENT", "bare")
