@@ -308,3 +308,26 @@ def test_concurrency_is_exact_across_8_processes(redis_url: str) -> None:
     admitted = sum(a for _, a in results)
     assert most <= 3
     assert most == 3 and admitted > 150
+
+
+def test_reload_through_uvicorn(tmp_path: Any) -> None:
+    """``reload = true`` behind a real server: an edited file takes over at the next check
+    (forced here instead of waiting a second), a broken one leaves the rules in place."""
+    path = tmp_path / "ratelimit.toml"
+    path.write_text('reload = true\n[[rules]]\nname = "api"\npath = "/api"\nlimit = "1/hour"\n')
+    app = AsgiMiddleware(starlette_app(Gate()), str(path))
+    watch = app.engine._watch
+    assert watch is not None
+    with uvicorn_server(app, http="httptools") as url, httpx.Client(base_url=url) as client:
+        before = [client.get("/api").status_code for _ in range(2)]
+        path.write_text(
+            'reload = true\n[[rules]]\nname = "api2"\npath = "/api"\nlimit = "3/hour"\n'
+        )
+        watch._next, watch._mtime = 0.0, -1
+        after = [client.get("/api").status_code for _ in range(4)]
+        path.write_text("reload = [not toml")
+        watch._next, watch._mtime = 0.0, -1
+        broken = client.get("/api")
+    assert before == [200, 429]
+    assert after == [200, 200, 200, 429]  # a new rule name: new counters, its own limit
+    assert broken.status_code == 429 and broken.headers["ratelimit"].startswith('"api2"')
