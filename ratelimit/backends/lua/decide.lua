@@ -61,20 +61,6 @@ local n = #KEYS
 local reply = '%d %d %d %d %s'
 local exact = 9007199254740992 -- 2^53
 
--- the reply for one limit (see above)
-local function answer(allowed, remaining, reset, retry, delay, span)
-  if delay == 0 then
-    local packed = remaining * span + reset
-    if allowed == 0 then
-      packed = -1 - (packed * span + retry + 1)
-    end
-    if packed < exact and packed > -exact then
-      return packed
-    end
-  end
-  return format(reply, allowed, remaining, reset, retry, delay)
-end
-
 if n == 1 then
   local b, code = 0, ARGV[5]
   local state, now, cost = redis.call('GET', KEYS[1]), clock, single or costs[1]
@@ -96,7 +82,30 @@ if n == 1 then
       redis.call('SET', KEYS[1], new, 'PX', ttl)
     end
   end
-  return answer(allowed, remaining, reset, retry, delay, span)
+  if delay == 0 then -- answer(...), inline: most decisions end here
+    local packed = remaining * span + reset
+    if allowed == 0 then
+      packed = -1 - (packed * span + retry + 1)
+    end
+    if packed < exact and packed > -exact then
+      return packed
+    end
+  end
+  return format(reply, allowed, remaining, reset, retry, delay)
+end
+
+-- the reply for one limit (see above)
+local function answer(allowed, remaining, reset, retry, delay, span)
+  if delay == 0 then
+    local packed = remaining * span + reset
+    if allowed == 0 then
+      packed = -1 - (packed * span + retry + 1)
+    end
+    if packed < exact and packed > -exact then
+      return packed
+    end
+  end
+  return format(reply, allowed, remaining, reset, retry, delay)
 end
 
 local out, states, expiries, kept = {}, {}, {}, {}

@@ -6,7 +6,10 @@ local window = floor(now / period)
 if window * period > now then -- (a double quotient may round up to the next integer)
   window = window - 1
 end
-local scale = tonumber(fmt)
+local scale = 10 -- = fmt: the least power of 10 above the limit (no text to convert)
+while scale <= limit do
+  scale = scale * 10
+end
 local base = window * scale
 local small = base + scale <= 9007199254740992
 local count = 0

@@ -9,7 +9,10 @@ if window * period > now then -- (a double quotient may round up to the next int
 end
 local start = window * period
 span = 2 * period + 2 -- reset and retry stay below 2 * period + 1
-local scale = tonumber(fmt)
+local scale = 10 -- = fmt: the least power of 10 above the limit (no text to convert)
+while scale <= limit do
+  scale = scale * 10
+end
 local square = scale * scale
 local base = window * square
 local small = base + square <= 9007199254740992
