@@ -386,7 +386,8 @@ class Disturb:
     """What runs between two requests in process, outside the timed work, to leave the CPU's
     caches and predictors as a server leaves them: ``syscall`` (a Unix socket round trip),
     ``tcp`` (a request and a response over loopback TCP), ``evict:<KiB>`` (touch that much
-    memory, one byte per 64-byte line), joined by ``+``, or nothing."""
+    memory, one byte per 64-byte line), ``python:<n>`` (n requests through another bare app),
+    joined by ``+``, or nothing."""
 
     def __init__(self, spec: str) -> None:
         import socket
@@ -400,6 +401,10 @@ class Disturb:
             self.pair = socket.socketpair()
         kib = next((int(p[6:]) for p in spec.split("+") if p.startswith("evict:")), 0)
         self.buffer = bytearray(kib * 1024) if kib else None
+        #: ``python:<n>``: other Python code, n requests through another bare app instance
+        #: (what uvicorn and Starlette run between two passes through ours).
+        self.others = next((int(p[7:]) for p in spec.split("+") if p.startswith("python:")), 0)
+        self.other_app = build("bare") if self.others else None
 
     def __call__(self) -> None:
         if self.pair is not None:
@@ -411,6 +416,18 @@ class Disturb:
         if self.buffer is not None:
             buffer = self.buffer
             buffer[::64] = bytes(len(buffer) // 64 + (len(buffer) % 64 > 0))
+        for _ in range(self.others):
+            coro = self.other_app(_scope(), _receive, _send)
+            with contextlib.suppress(StopIteration):
+                coro.send(None)
+
+
+async def _receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _send(message: Any) -> None:
+    pass
 
 
 def per_request(app: Any, requests: int, disturb: Disturb | None = None) -> dict[str, float]:
@@ -445,6 +462,20 @@ def per_request(app: Any, requests: int, disturb: Disturb | None = None) -> dict
             collections[info["generation"]] += 1
             gc_time[0] += time.perf_counter() - gc_time[1]
 
+    calls = [0, 0]  # Python, C function calls (sys.setprofile), over 100 requests
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            calls[0] += 1
+        elif event == "c_call":
+            calls[1] += 1
+
+    sys.setprofile(profile)
+    try:
+        for _ in range(100):
+            one()
+    finally:
+        sys.setprofile(None)
     gc.collect()
     gc.callbacks.append(watch)
     tracked_before = len(gc.get_objects())
@@ -472,6 +503,8 @@ def per_request(app: Any, requests: int, disturb: Disturb | None = None) -> dict
         "gen2_per_1k": collections[2] / requests * 1000,
         "gc_us": gc_time[0] / requests * 1e6,
         "tracked_left": (tracked_after - tracked_before) / requests,
+        "py_calls": calls[0] / 100,
+        "c_calls": calls[1] / 100,
     }
 
 
@@ -487,13 +520,13 @@ def inprocess(names: list[str], requests: int, rounds: int, disturb: str = "") -
             runs[name].append(per_request(apps[name], requests, between))
     print(
         f"in process{f', between requests: {disturb}' if disturb else ''}, {rounds} rounds "
-        f"of {requests:,} requests (medians); + vs bare within "
-        "each round; GC collections per 1,000 requests, µs in the collector per request, "
-        "tracked objects left per request"
+        f"of {requests:,} requests (medians); + vs bare within the round; Python and C "
+        "function calls per request; GC collections per 1,000 requests, µs in the collector "
+        "per request, tracked objects left per request"
     )
     print(
-        f"{'variant':<22}{'µs/req':>8}{'fastest':>8}{'+ vs bare':>10}{'gen0/1k':>9}"
-        f"{'gen1/1k':>9}{'gen2/1k':>9}{'gc µs':>7}{'left':>7}"
+        f"{'variant':<22}{'µs/req':>8}{'fastest':>8}{'+ vs bare':>10}{'py calls':>9}"
+        f"{'C calls':>8}{'gen0/1k':>8}{'gen1/1k':>8}{'gen2/1k':>8}{'gc µs':>6}{'left':>6}"
     )
     bare = runs[names[0]]
     for name in names:
@@ -503,9 +536,9 @@ def inprocess(names: list[str], requests: int, rounds: int, disturb: str = "") -
         )
         fastest = min(r["us"] for r in runs[name])
         print(
-            f"{name:<22}{med['us']:>8.2f}{fastest:>8.2f}{extra:>+10.2f}"
-            f"{med['gen0_per_1k']:>9.2f}{med['gen1_per_1k']:>9.2f}{med['gen2_per_1k']:>9.2f}"
-            f"{med['gc_us']:>7.2f}{med['tracked_left']:>7.2f}"
+            f"{name:<22}{med['us']:>8.2f}{fastest:>8.2f}{extra:>+10.2f}{med['py_calls']:>9.0f}"
+            f"{med['c_calls']:>8.0f}{med['gen0_per_1k']:>8.2f}{med['gen1_per_1k']:>8.2f}"
+            f"{med['gen2_per_1k']:>8.2f}{med['gc_us']:>6.2f}{med['tracked_left']:>6.2f}"
         )
 
 
