@@ -27,6 +27,11 @@ django-ratelimit (Django's locmem and ``RedisCache``), flask-limiter (headers on
 ``redis-server`` the benchmark starts on a free port and stops (its own CPU is not counted:
 it is a shared service).
 
+The table also shows the commands Redis processed per request (those run inside our Lua
+script included: ours is one ``EVALSHA`` running ``TIME``, ``GET`` and ``SET``, so 4), a check
+that the Redis variants really reach Redis (a failing backend would be answered fast, and
+look cheap).
+
 Method: the server runs pinned to CPU 1 (``taskset -c 1``), the load generator (``wrk``, one
 thread, ``--connections`` keep-alive connections, a Lua script that stops after exactly
 ``--requests`` responses) and Redis on CPU 0. The headline is the **server CPU time per
@@ -347,6 +352,9 @@ def redis_for_benchmark() -> Iterator[str]:
     """A ``redis-server`` on a free port, pinned with the load generator; yields its URL."""
     from tests.support.redis_server import redis_server
 
+    global _redis_client
+    import redis as redis_py
+
     with redis_server() as redis:
         if redis.process is not None and pinned(CLIENT_CPU):
             subprocess.run(
@@ -354,7 +362,12 @@ def redis_for_benchmark() -> Iterator[str]:
                 check=True,
                 capture_output=True,
             )
-        yield redis.url
+        _redis_client = redis_py.Redis.from_url(redis.url)
+        try:
+            yield redis.url
+        finally:
+            _redis_client.close()
+            _redis_client = None
 
 
 # --------------------------------------------------------------------------- measuring
@@ -414,11 +427,24 @@ def cpu_seconds(root: int, precise: bool | None = None) -> float:
 
 @dataclass
 class Sample:
-    """One run: requests/s (wall), server CPU µs per request, share of non-2xx responses."""
+    """One run: requests/s (wall), server CPU µs per request, share of non-2xx responses,
+    commands Redis processed per request (a check that the Redis variants reach Redis)."""
 
     rps: float
     cpu_us: float
     rejected: float
+    redis: float = 0.0
+
+
+#: The benchmark's Redis while :func:`redis_for_benchmark` runs.
+_redis_client: Any = None
+
+
+def redis_commands() -> int:
+    """Commands the benchmark's Redis has processed so far (0 without one)."""
+    if _redis_client is None:
+        return 0
+    return int(_redis_client.info("stats")["total_commands_processed"])
 
 
 def start_load(url: str, connections: int, requests: int = 0, seconds: float = 0) -> Any:
@@ -451,11 +477,12 @@ def load(url: str, requests: int, connections: int) -> tuple[int, int, float]:
 
 def measure(url: str, pid: int, requests: int, connections: int) -> Sample:
     """One run of ``requests`` requests against a server, with its CPU time from /proc."""
-    before = cpu_seconds(pid)
+    before, commands = cpu_seconds(pid), redis_commands()
     done, bad, wall = load(url, requests, connections)
     time.sleep(0.05)  # let the server finish what was in flight when wrk left
     cpu = cpu_seconds(pid) - before
-    return Sample(done / wall, cpu / done * 1e6, bad / done)
+    redis = (redis_commands() - commands - 1) / done
+    return Sample(done / wall, cpu / done * 1e6, bad / done, redis)
 
 
 def measure_together(
@@ -463,15 +490,19 @@ def measure_together(
 ) -> list[Sample]:
     """Load several servers at the same time for ``seconds`` (one wrk each)."""
     before = [cpu_seconds(pid) for _, pid in servers]
+    commands = redis_commands()
     start = time.perf_counter()
     procs = [start_load(url, connections, seconds=seconds) for url, _ in servers]
     counts = [finish_load(proc, url) for proc, (url, _) in zip(procs, servers, strict=True)]
     wall = time.perf_counter() - start
     time.sleep(0.05)
     samples = []
+    # Only one server of a pair (never bare) talks to Redis: the count is the variant's.
+    redis = redis_commands() - commands - 1
     for (_, pid), cpu0, (done, bad) in zip(servers, before, counts, strict=True):
         cpu = cpu_seconds(pid) - cpu0
-        samples.append(Sample(done / wall, cpu / max(done, 1) * 1e6, bad / max(done, 1)))
+        n = max(done, 1)
+        samples.append(Sample(done / wall, cpu / n * 1e6, bad / n, redis / n))
     return samples
 
 
@@ -485,6 +516,7 @@ class Row:
     cpu_ratio: float
     rejected: float
     ratios: list[float]
+    redis: float = 0.0
 
 
 def run_stack(
@@ -535,7 +567,7 @@ def run_stack(
                     f"round {r + 1}/{rounds} {stack:12} {v:24} "
                     f"cpu {pair[v].cpu_us:7.1f} us/req (bare {pair['bare'].cpu_us:6.1f}) "
                     f"ratio {ratio:5.2f}  {pair[v].rps:7.0f} req/s  "
-                    f"{pair[v].rejected:.0%} rejected"
+                    f"{pair[v].rejected:.0%} rejected, {pair[v].redis:.2f} Redis cmds/req"
                 )
             if not others:
                 samples["bare"].append(measure(*servers["bare"], requests, connections))
@@ -550,6 +582,7 @@ def run_stack(
                 statistics.median(row_ratios),
                 statistics.median(s.rejected for s in runs),
                 row_ratios,
+                statistics.median(s.redis for s in runs) if v != "bare" else 0.0,
             )
         )
     return rows
@@ -574,8 +607,8 @@ def table(stack: str, rows: list[Row]) -> str:
         f"{NAMES[stack]}",
         "",
         "| variant | CPU µs/req | CPU ratio to bare | range over rounds | req/s (wall) "
-        "| rejected | target |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| rejected | Redis cmds/req | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         target = TARGETS.get((stack, row.variant))
@@ -585,7 +618,7 @@ def table(stack: str, rows: list[Row]) -> str:
         spread = f"{min(row.ratios):.2f}–{max(row.ratios):.2f}" if row.variant != "bare" else ""
         lines.append(
             f"| {row.variant} | {row.cpu_us:.1f} | {row.cpu_ratio:.2f} | {spread} "
-            f"| {row.rps:,.0f} | {row.rejected:.0%} | {verdict} |"
+            f"| {row.rps:,.0f} | {row.rejected:.0%} | {row.redis:.2f} | {verdict} |"
         )
     return "\n".join(lines)
 

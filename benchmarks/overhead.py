@@ -76,6 +76,7 @@ EXPERIMENTS = {
     "bare-work": "bare plus a fixed pure-Python workload (stdlib code, not ours) per request",
     "ours-lean-flow": "ours, Engine.flow short-cut for plans without policies (a patch)",
     "ours-minimal": "ours' adapter around the least decision: key, limiter_hit, render",
+    "ours-redis": "ours on the Redis backend (for pyspy; not in the server table)",
     "bare-timed": "bare, the app call timed (perf_counter)",
     "floor-timed": "floor, the wrapper and the app inside it timed",
     "ours-timed": "ours, the middleware, engine.arun and the app inside it timed",
@@ -104,7 +105,10 @@ def build(name: str) -> Any:
     import logging
 
     base = name.replace("-gc-freeze", "").replace("-again", "")
-    os.environ["BENCH_VARIANT"] = base if base in ("bare", "floor") else "ours-memory"
+    if base in ("bare", "floor", "ours-redis", "ours-redis-reject"):
+        os.environ["BENCH_VARIANT"] = base  # the Redis ones need BENCH_REDIS_URL
+    else:
+        os.environ["BENCH_VARIANT"] = "ours-memory"
     app = bench.starlette_app()
     if name == "ours-headers-none":
         from ratelimit.asgi import RateLimitMiddleware
@@ -654,10 +658,11 @@ def pyspy(
     if shutil.which("py-spy") is None:
         sys.exit("py-spy is needed: pip install py-spy")
     with contextlib.ExitStack() as resources:
+        redis_url = resources.enter_context(bench.redis_for_benchmark())
         if stack == "uvicorn":
-            target = bench.server("uvicorn", "bare", "", {"BENCH_EXPERIMENT": name}, FACTORY)
+            env = {"BENCH_EXPERIMENT": name}
+            target = bench.server("uvicorn", "bare", redis_url, env, FACTORY)
         else:
-            redis_url = resources.enter_context(bench.redis_for_benchmark())
             target = bench.server(stack, name, redis_url)
         url, pid = resources.enter_context(target)
         bench.load(url, 2000, 16)
@@ -737,7 +742,8 @@ def main(argv: list[str] | None = None) -> int:
     p_srv.add_argument("--rounds", type=int, default=3)
     p_srv.add_argument("--connections", type=int, default=16)
     p_srv.add_argument(
-        "--only", default=",".join(n for n in EXPERIMENTS if not n.endswith("-timed"))
+        "--only",
+        default=",".join(n for n in EXPERIMENTS if not n.endswith(("-timed", "-redis"))),
     )
     p_srv.add_argument(
         "--together",
