@@ -70,6 +70,7 @@ if __name__ == "__main__" and sys.path and sys.path[0].endswith("benchmarks"):
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -852,6 +853,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithm", action="append", help="algorithms to run; repeatable")
     parser.add_argument("--single", action="store_true", help="one limit only (not three)")
     parser.add_argument("--no-cluster", action="store_true", help="skip the Cluster part")
+    parser.add_argument("--json", type=Path, help="also write the medians to this JSON file")
     parser.add_argument(
         "--cluster-clients", type=int, default=10_000, help="client keys, Cluster part"
     )
@@ -896,11 +898,33 @@ def main(argv: list[str] | None = None) -> int:
     with redis_server() as server:
         results = cpu_table(server, variants, args.rounds, args.clients, args.per_key)
     _print_cpu(results, variants)
+    spread: dict[str, list[list[Any]]] = {}
     if not args.no_cluster:
         per_key = max(1, args.clients * args.per_key // args.cluster_clients)
         spread = cluster_table(args.rounds, args.cluster_clients, per_key)
         _print_cluster(spread, args.cluster_clients, per_key)
-    print(f"\nload average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    load = os.getloadavg()
+    print(f"\nload average after the run: {' '.join(f'{x:.2f}' for x in load)}")
+    if args.json:
+        fields = ("usec", "proc_usec", "round_trips", "inner", "memory")
+        data = {
+            "redis": version,
+            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load": load,
+            "variants": {
+                name: {f: statistics.median(getattr(r, f) for r in rs) for f in fields}
+                | {"min_usec": min(r.usec for r in rs)}
+                for name, rs in results.items()
+            },
+            "cluster": {
+                label: [
+                    [statistics.median(run[i][j] for run in runs) for j in range(3)]
+                    for i in range(len(runs[0]))
+                ]
+                for label, runs in spread.items()
+            },
+        }
+        args.json.write_text(json.dumps(data, indent=1))
     return 0
 
 
