@@ -169,12 +169,20 @@ def _import(spec: str, what: str) -> Callable[..., Any]:
     return result
 
 
+#: The cost of a ``Content-Length`` too long to be true: more than any limit's capacity.
+_HUGE = 10**18
+
+
 def content_length(request: RequestInfo) -> int:
     """The request body's declared size in bytes (0 without a valid ``Content-Length``)."""
     text = request.header("content-length")
-    if text is None or not text.strip().isdigit():
+    if text is None:
         return 0
-    return int(text)
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        return 0
+    # More digits than any body has: a cost no limit admits (not a 4,300-digit int parse).
+    return int(text) if len(text) <= 18 else _HUGE
 
 
 def compile_cost(spec: object) -> int | CostFunc:

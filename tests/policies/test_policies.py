@@ -351,3 +351,14 @@ def test_settle_from_asyncio_gives_back_on_cancel() -> None:
         return [status(o) for o in outcomes]
 
     assert asyncio.run(scenario()) == [200, 200, 429]
+
+
+def test_content_length_that_cannot_be_true(backend: Any) -> None:
+    """A huge or non-ASCII Content-Length is no crash and no free pass: too long to be true
+    is rejected outright, not a number is no body."""
+    engine = Engine({"rules": [BYTES]}, backend=backend)
+    huge = run(engine, Request("POST", "/upload/a", content_length="9" * 5000))
+    assert status(huge) == 429 and huge.decision is not None
+    assert math.isinf(huge.decision.retry_after)
+    odd = run(engine, Request("POST", "/upload/a", content_length="²"))
+    assert status(odd) == 200 and not odd.headers
