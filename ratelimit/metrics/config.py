@@ -21,12 +21,13 @@ Everything is off by default; with everything off the engine runs no metrics cod
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any
 
 from ratelimit.errors import ConfigError
+from ratelimit.http.policies import parse_networks
 
 __all__ = ["DEFAULT_STATUS_ALLOW", "METRICS_KEYS", "MetricsConfig", "parse_metrics"]
 
@@ -97,18 +98,13 @@ class MetricsConfig:
                 f"metrics.status_path: must be a path such as '/_ratelimit', got {path!r}"
             )
         allow = self.status_allow
-        if isinstance(allow, str) or not isinstance(allow, Sequence):
-            raise ConfigError(f"metrics.status_allow: must be a list of CIDRs, got {allow!r}")
-        for i, cidr in enumerate(allow):
-            try:
-                if not isinstance(cidr, str):
-                    raise TypeError(cidr)
-                ip_network(cidr, strict=False)
-            except (TypeError, ValueError):
-                raise ConfigError(
-                    f"metrics.status_allow[{i}]: invalid network {cidr!r} "
-                    "(expected a CIDR such as '10.0.0.0/8' or an address)"
-                ) from None
+        try:
+            parse_networks(allow)  # checked; kept as text
+        except ConfigError as exc:
+            text = str(exc)
+            raise ConfigError(
+                f"metrics.status_allow{'' if text.startswith('[') else ': '}{text}"
+            ) from None
         object.__setattr__(self, "status_allow", tuple(allow))
 
     @property
