@@ -110,6 +110,7 @@ def variants_of(stack: str) -> list[str]:
         "bare",
         "floor",
         "ours-memory",
+        "ours-memory-prometheus",
         "ours-redis",
         "ours-redis-reject",
         f"{peer}-memory",
@@ -139,7 +140,13 @@ def _variant() -> tuple[str, str, str]:
 
 
 def _our_config(rate: str, storage: str) -> dict[str, Any]:
-    return {"backend": storage, "rules": [{"name": "all", "path": "/**", "limit": rate}]}
+    config: dict[str, Any] = {
+        "backend": storage,
+        "rules": [{"name": "all", "path": "/**", "limit": rate}],
+    }
+    if os.environ.get("BENCH_VARIANT", "").endswith("-prometheus"):
+        config["metrics"] = {"prometheus": True}  # what recording every outcome costs
+    return config
 
 
 def floor_asgi(app: Any) -> Any:
