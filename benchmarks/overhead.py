@@ -80,6 +80,7 @@ EXPERIMENTS = {
     "bare-timed": "bare, the app call timed (perf_counter)",
     "floor-timed": "floor, the wrapper and the app inside it timed",
     "ours-timed": "ours, the middleware, engine.arun and the app inside it timed",
+    "floor-work-timed": "floor-timed after the bare-work workload (code run before the app)",
 }
 
 
@@ -104,9 +105,10 @@ def build(name: str) -> Any:
     """The ASGI app of experiment ``name`` (also used in process by ``inprocess``)."""
     import logging
 
-    base = name.replace("-gc-freeze", "").replace("-again", "")
-    if base in ("bare", "floor", "ours-redis", "ours-redis-reject"):
-        os.environ["BENCH_VARIANT"] = base  # the Redis ones need BENCH_REDIS_URL
+    if name in ("ours-redis", "ours-redis-reject"):
+        os.environ["BENCH_VARIANT"] = name  # these need BENCH_REDIS_URL
+    elif name.startswith(("bare", "floor")):
+        os.environ["BENCH_VARIANT"] = name.split("-")[0]
     else:
         os.environ["BENCH_VARIANT"] = "ours-memory"
     app = bench.starlette_app()
@@ -289,6 +291,8 @@ def _timed(name: str, app: Any, out: str) -> Any:
             holder.app = timed_inner
         else:
             wrapped = bench.floor_asgi(timed_inner)
+            if "-work" in name:  # the same work as bare-work, before the floor and the app
+                wrapped = _with_work(wrapped)
 
     def dump() -> None:
         with open(out, "w") as handle:
@@ -352,7 +356,7 @@ def patch_flask_without_misplaced_hook() -> None:
 def experiment_app() -> Any:
     """The app of ``BENCH_EXPERIMENT`` (``uvicorn --factory benchmarks.overhead:...``)."""
     name = os.environ.get("BENCH_EXPERIMENT", "bare")
-    app = build(name.replace("-timed", ""))
+    app = build(name.replace("-timed", "").replace("-work", ""))
     if name.endswith("-timed"):
         return _timed(name, app, os.environ["BENCH_TIMINGS"])
     if name.endswith("-gc-freeze"):
@@ -586,7 +590,7 @@ def timings(requests: int, connections: int, rounds: int) -> None:
     """Time the parts of a request inside the server (perf_counter, medians per request)."""
     import tempfile
 
-    names = ["bare-timed", "floor-timed", "ours-timed"]
+    names = ["bare-timed", "floor-timed", "ours-timed", "floor-work-timed"]
     with tempfile.TemporaryDirectory() as tmp:
         paths = {name: f"{tmp}/{name}.json" for name in names}
         with contextlib.ExitStack() as stack:
