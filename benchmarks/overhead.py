@@ -356,8 +356,9 @@ def patch_flask_without_misplaced_hook() -> None:
 def experiment_app() -> Any:
     """The app of ``BENCH_EXPERIMENT`` (``uvicorn --factory benchmarks.overhead:...``)."""
     name = os.environ.get("BENCH_EXPERIMENT", "bare")
-    app = build(name.replace("-timed", "").replace("-work", ""))
-    if name.endswith("-timed"):
+    timed = name.endswith("-timed")
+    app = build(name.removesuffix("-timed").replace("-work", "") if timed else name)
+    if timed:
         return _timed(name, app, os.environ["BENCH_TIMINGS"])
     if name.endswith("-gc-freeze"):
         # After start-up: everything imported and built so far leaves the collector's view.
