@@ -39,9 +39,10 @@ that machine noise spreads over all variants; medians reported. Note that comman
 process CPU from /proc does not.
 
 **Scaling out** (``--no-cluster`` skips it): 10,000 client keys × 2 decisions, ours, on a
-single server, on a 1-master Cluster (Cluster mode alone) and on a 3-master Cluster (slots
-split evenly), sync and asyncio: per node, the share of the decisions and the same two
-per-decision figures.
+single server, on a 1-master Cluster (Cluster mode alone), on a 3-master Cluster (slots
+split evenly), and on that Cluster with only clients of its first shard (so that this shard
+carries the single server's load), sync and asyncio: per node, the share of the decisions
+and the same two per-decision figures.
 
 **Throughput** (``--throughput``; issue 4):
 
@@ -408,21 +409,36 @@ async def _async_decisions(url: str, limit: Any, keys: list[str], per_key: int, 
 
 
 def run_cluster(
-    nodes: list[Any], url: str, algorithm: str, clients: int, per_key: int, tasks: int = 1
+    nodes: list[Any],
+    url: str,
+    algorithm: str,
+    clients: int,
+    per_key: int,
+    tasks: int = 1,
+    first_shard_only: bool = False,
 ) -> list[tuple[float, float, float]]:
     """Our decisions on ``url`` (one server or a Cluster of ``nodes``), from one sync client
     (``tasks == 1``) or that many asyncio tasks: per node, (share of the decisions, server
     µs per decision from commandstats, redis-server CPU µs per decision from /proc)."""
     import redis
+    from redis.crc import key_slot
 
     from ratelimit import Limit, Limiter, RedisBackend
 
-    keys = [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(clients)]
+    limit = Limit(RATE, algorithm=algorithm)
+    naming = RedisBackend(redis.Redis())  # only builds key names
+    keys = []
+    i = 0
+    while len(keys) < clients:
+        key = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+        i += 1
+        # the first master holds slots 0-5460 (tests/support/redis_server.py splits evenly)
+        if not first_shard_only or key_slot(naming.key_for(key, limit)) < 16384 // 3:
+            keys.append(key)
     direct = [redis.Redis(port=node.port) for node in nodes]
     for client in direct:
         client.flushall()
     backend = RedisBackend.from_url(url, timeout=5.0)
-    limit = Limit(RATE, algorithm=algorithm)
     hit = Limiter(backend).hit
     for key in keys[:200]:  # the script reaches every node (NOSCRIPT, then EVAL)
         hit(key, limit)
@@ -460,15 +476,16 @@ def cluster_table(rounds: int, clients: int, per_key: int) -> dict[str, list[lis
 
     with redis_server() as single, redis_cluster(1) as one, redis_cluster(3) as three:
         setups = (
-            ("single server", [single], single.url),
-            ("1-master Cluster", one.nodes, url(one)),
-            ("3-master Cluster", three.nodes, url(three)),
+            ("single server", [single], single.url, False),
+            ("1-master Cluster", one.nodes, url(one), False),
+            ("3-master Cluster", three.nodes, url(three), False),
+            ("3-master Cluster, first shard's clients only", three.nodes, url(three), True),
         )
         for _ in range(rounds):
             for algorithm in ("fixed_window", "token_bucket"):
                 for tasks in (1, TASKS):
-                    for name, nodes, target in setups:
-                        rows = run_cluster(nodes, target, algorithm, clients, per_key, tasks)
+                    for name, nodes, target, first in setups:
+                        rows = run_cluster(nodes, target, algorithm, clients, per_key, tasks, first)
                         mode = "sync" if tasks == 1 else f"asyncio, {tasks} tasks"
                         results.setdefault(f"{algorithm}|{name}|{mode}", []).append(rows)
                         print(".", end="", file=sys.stderr, flush=True)
@@ -494,6 +511,8 @@ def _print_cluster(results: dict[str, list[list[Any]]], clients: int, per_key: i
         algorithm, name, mode = label.split("|")
         for i in range(len(runs[0])):
             share = statistics.median(run[i][0] for run in runs)
+            if not share:
+                continue  # a shard given no clients (the equal-load comparison)
             usec = statistics.median(run[i][1] for run in runs)
             proc = statistics.median(run[i][2] for run in runs)
             print(
