@@ -587,11 +587,13 @@ def server(names: list[str], rounds: int, requests: int, connections: int, toget
         )
 
 
-def timings(requests: int, connections: int, rounds: int) -> None:
-    """Time the parts of a request inside the server (perf_counter, medians per request)."""
+def timings(requests: int, connections: int, rounds: int, names: list[str]) -> None:
+    """Time the parts of a request inside the server (perf_counter, medians per request).
+
+    ``names``: ``bare-timed``, ``floor-timed``, ``floor-work-timed``, or any ``ours*``
+    experiment (whose app is the middleware) with ``-timed`` appended."""
     import tempfile
 
-    names = ["bare-timed", "floor-timed", "ours-timed", "floor-work-timed"]
     with tempfile.TemporaryDirectory() as tmp:
         paths = {name: f"{tmp}/{name}.json" for name in names}
         with contextlib.ExitStack() as stack:
@@ -615,7 +617,7 @@ def timings(requests: int, connections: int, rounds: int) -> None:
         f"inside uvicorn httptools+uvloop, {rounds} x {requests:,} requests per server: "
         "µs per request, median (mean)"
     )
-    print(f"{'server':<14}{'part':<44}{'median':>8}{'mean':>8}")
+    print(f"{'server':<24}{'part':<44}{'median':>8}{'mean':>8}")
     parts = {
         "total": "the whole app call (what uvicorn awaits)",
         "arun": "  engine.arun (the decision)",
@@ -625,7 +627,7 @@ def timings(requests: int, connections: int, rounds: int) -> None:
         for part, values in results[name].items():
             values = values[2000:]  # the first requests warm up
             print(
-                f"{name:<14}{parts[part]:<44}{statistics.median(values) * 1e6:>8.2f}"
+                f"{name:<24}{parts[part]:<44}{statistics.median(values) * 1e6:>8.2f}"
                 f"{statistics.fmean(values) * 1e6:>8.2f}"
             )
 
@@ -772,6 +774,10 @@ def main(argv: list[str] | None = None) -> int:
     p_time.add_argument("--requests", type=int, default=20_000)
     p_time.add_argument("--rounds", type=int, default=3)
     p_time.add_argument("--connections", type=int, default=16)
+    p_time.add_argument(
+        "--only",
+        default="bare-timed,floor-timed,floor-work-timed,ours-timed,ours-stub-engine-timed",
+    )
     p_sum = sub.add_parser("summarise")
     p_sum.add_argument("profile", type=Path)
     p_sum.add_argument("--top", type=int, default=25)
@@ -784,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
         names = ["bare", *(n for n in args.only.split(",") if n != "bare")]
         server(names, args.rounds, args.requests, args.connections, args.together)
     elif args.tool == "timings":
-        timings(args.requests, args.connections, args.rounds)
+        timings(args.requests, args.connections, args.rounds, args.only.split(","))
     elif args.tool == "pyspy":
         out = args.out or Path(f"profile-{args.stack}-{args.experiment}.speedscope.json")
         pyspy(args.experiment, args.seconds, args.rate, args.top, out, args.stack)
