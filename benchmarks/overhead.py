@@ -739,6 +739,49 @@ def summarise(path: Path, top: int) -> None:
             print(f"  {weight / total:>6.1%}  {name}")
 
 
+def _self_shares(path: Path) -> dict[str, float]:
+    data = json.loads(path.read_text())
+    frames = data["shared"]["frames"]
+    own: Counter[str] = Counter()
+    total = 0.0
+    for profile in data["profiles"]:
+        for stack, weight in zip(profile["samples"], profile["weights"], strict=True):
+            total += weight
+            frame = frames[stack[-1]]
+            own[f"{frame['name']} ({frame.get('file', '').rsplit('/', 1)[-1]})"] += weight
+    return {name: weight / total for name, weight in own.items()}
+
+
+def compare(bare: Path, ours: Path, bare_us: float, ratio: float, top: int) -> None:
+    """Per-request self time of each function, ours minus bare, in µs: each profile's share
+    of samples times its CPU per request (bare's ``bare_us``, ours' ``bare_us / ratio``)."""
+    base, mine = _self_shares(bare), _self_shares(ours)
+    ours_us = bare_us / ratio
+    diff = {
+        name: mine.get(name, 0.0) * ours_us - base.get(name, 0.0) * bare_us
+        for name in base.keys() | mine.keys()
+    }
+    print(
+        f"self time per request, ours - bare (bare {bare_us:.1f} µs, ours {ours_us:.1f} µs "
+        f"= bare / {ratio:.2f}): {ours_us - bare_us:+.1f} µs in all"
+    )
+    ours_total = sum(v for k, v in diff.items() if _is_ours(k))
+    elsewhere = ours_us - bare_us - ours_total
+    print(f"  in our functions: {ours_total:+.1f} µs; elsewhere: {elsewhere:+.1f} µs")
+    for name, extra in sorted(diff.items(), key=lambda item: -item[1])[:top]:
+        print(f"  {extra:+6.2f}  {name}{'  (ours)' if _is_ours(name) else ''}")
+
+
+_OUR_FILES = (
+    "asgi.py", "engine.py", "memory.py", "headers.py", "fixed_window.py", "keys.py",
+    "rules.py", "decision.py", "limits.py", "limiter.py", "rejections.py",
+)  # fmt: skip
+
+
+def _is_ours(name: str) -> bool:
+    return name.rsplit("(", 1)[-1].rstrip(")") in _OUR_FILES
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one of the three tools."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
@@ -778,6 +821,12 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         default="bare-timed,floor-timed,floor-work-timed,ours-timed,ours-stub-engine-timed",
     )
+    p_cmp = sub.add_parser("compare", help="per-request self time, ours minus bare")
+    p_cmp.add_argument("bare", type=Path)
+    p_cmp.add_argument("ours", type=Path)
+    p_cmp.add_argument("--bare-us", type=float, required=True, help="bare's CPU µs/request")
+    p_cmp.add_argument("--ratio", type=float, required=True, help="ours' CPU ratio to bare")
+    p_cmp.add_argument("--top", type=int, default=30)
     p_sum = sub.add_parser("summarise")
     p_sum.add_argument("profile", type=Path)
     p_sum.add_argument("--top", type=int, default=25)
@@ -794,6 +843,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.tool == "pyspy":
         out = args.out or Path(f"profile-{args.stack}-{args.experiment}.speedscope.json")
         pyspy(args.experiment, args.seconds, args.rate, args.top, out, args.stack)
+    elif args.tool == "compare":
+        compare(args.bare, args.ours, args.bare_us, args.ratio, args.top)
     else:
         summarise(args.profile, args.top)
     with contextlib.suppress(Exception):
