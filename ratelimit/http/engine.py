@@ -369,6 +369,22 @@ class Engine:
         5. Concurrency leases are taken last (given back if a later one is refused), and
            given back by :meth:`settle` after the response.
         """
+        if not plan.dynamic and not self.screening:  # no policies: just the limits
+            calls = [(g.key(request), g.limits, g.cost) for g in plan.groups]
+            rejected = self.rejections
+            if rejected:
+                cached = rejected.lookup(calls)  # type: ignore[arg-type]
+                if cached is not None:
+                    return self.outcome(plan.policies, request, [cached], plan)
+            got = yield from self._decide(calls, True)  # type: ignore[arg-type]
+            outcome = self.outcome(plan.policies, request, got, plan)
+            if rejected is not None and outcome.kind == "rejected":
+                self._remember(calls, outcome.decision)  # type: ignore[arg-type]
+            return outcome
+        return (yield from self._policy_flow(plan, request))
+
+    def _policy_flow(self, plan: Plan, request: RequestInfo) -> Generator[Call, Any, Outcome]:
+        """:meth:`flow` for a plan with policies (or allow/deny lists): steps 1 to 5."""
         client: str | None = None
         cfg = self.config
         if self.screening:
