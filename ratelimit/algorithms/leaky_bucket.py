@@ -55,7 +55,8 @@ class LeakyBucket(AlgorithmBase):
         max_wait = self._max_wait
         # (a cost-0 probe, Limiter.peek, queues nothing: max_delay does not apply to it)
         if level + need <= full and (max_wait is None or level <= max_wait or not cost):
-            delay = level / (rate * 1000) if self._shape else 0.0
+            # level / rate, then / 1000: what the Lua mirror can compute exactly alike
+            delay = level / rate / 1000 if self._shape else 0.0
             level += need
             reset = -(-level // rate) / 1000
             decision = new_decision(

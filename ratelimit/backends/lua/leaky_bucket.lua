@@ -19,7 +19,9 @@ local need = cost * period
 -- (a cost-0 probe, Limiter.peek, queues nothing: max_delay does not apply to it)
 if cost <= capacity and level + need <= full and (extra < 0 or level <= extra or cost == 0) then
   if not police and level > 0 then
-    delay = format('%.17g', level / (limit * 1000))
+    -- level / limit first: both are exact below 2^53, limit * 1000 may not be (Python's
+    -- integers are), so this order rounds alike on both sides
+    delay = format('%.17g', level / limit / 1000)
   end
   level = level + need
   reset = cdiv(level, limit)
