@@ -372,3 +372,15 @@ def test_decide_each_matches_memory_across_keys_and_costs(
         want = memory.decide_each(items, consume)
         got = redis_backend.decide_each(items, consume)
         assert _fields(got) == _fields(want), f"at {now} ms: {items}"
+
+
+def test_leaky_bucket_delay_agrees_past_two_to_the_53(script_client: Any) -> None:
+    """A rate whose limit × 1000 passes 2^53 (found by Hypothesis): the shaping delay is the
+    same double on both sides (computed as level / rate / 1000 in Python and Lua)."""
+    clock = FakeClock()
+    clock.set_ms(0)
+    memory, redis_backend = MemoryBackend(clock=clock), _backend(script_client, clock)
+    limit = Limit("94557999988739/0.001s", algorithm="leaky_bucket")
+    for _ in range(2):
+        want = memory.decide("k", [limit], 1)
+        assert _fields(redis_backend.decide("k", [limit], 1)) == _fields(want)
