@@ -640,7 +640,11 @@ def machine() -> str:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    parts = [f"{os.cpu_count()} CPUs ({model})", f"Python {platform.python_version()}"]
+    parts = [
+        f"{os.cpu_count()} CPUs ({model})",
+        f"Linux {platform.release()}",
+        f"Python {platform.python_version()}",
+    ]
     for dist in ("uvicorn", "httptools", "uvloop", "gunicorn", "starlette", "django", "flask"):
         with contextlib.suppress(PackageNotFoundError):
             parts.append(f"{dist} {version(dist)}")
