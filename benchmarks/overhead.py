@@ -77,6 +77,8 @@ EXPERIMENTS = {
     "ours-lean-flow": "ours, Engine.flow short-cut for plans without policies (a patch)",
     "ours-minimal": "ours' adapter around the least decision: key, limiter_hit, render",
     "ours-redis": "ours on the Redis backend (for pyspy; not in the server table)",
+    "ours-redis-reject": "ours on Redis, every request rejected (1/hour, one client)",
+    "ours-redis-reject-cached-body": "the same, the 429 body cached instead of json.dumps",
     "bare-timed": "bare, the app call timed (perf_counter)",
     "floor-timed": "floor, the wrapper and the app inside it timed",
     "ours-timed": "ours, the middleware, engine.arun and the app inside it timed",
@@ -105,8 +107,11 @@ def build(name: str) -> Any:
     """The ASGI app of experiment ``name`` (also used in process by ``inprocess``)."""
     import logging
 
-    if name in ("ours-redis", "ours-redis-reject"):
-        os.environ["BENCH_VARIANT"] = name  # these need BENCH_REDIS_URL
+    if name.startswith(("ours-redis-reject", "ours-redis")):
+        # These need BENCH_REDIS_URL.
+        os.environ["BENCH_VARIANT"] = (
+            "ours-redis-reject" if name.startswith("ours-redis-reject") else "ours-redis"
+        )
     elif name.startswith(("bare", "floor")):
         os.environ["BENCH_VARIANT"] = name.split("-")[0]
     else:
@@ -149,7 +154,35 @@ def build(name: str) -> Any:
         _patch_lean_flow(app.engine)
     if name == "ours-minimal":
         _patch_minimal(app.engine)
+    if name == "ours-redis-reject-cached-body":
+        _patch_cached_problem()
     return app
+
+
+def _patch_cached_problem() -> None:
+    """The 429 reply's body and fixed headers built once per (limit, retry seconds) instead
+    of a ``json.dumps`` per rejection (bounded: at most a period's worth of retry values per
+    limit, cleared past 4,096)."""
+    import math
+
+    from ratelimit.http import engine, headers
+
+    build_reply = engine.too_many_requests
+    made: dict[tuple[str, int | None], tuple[bytes, Any]] = {}
+
+    def too_many_requests(decision: Any, extra: Any) -> Any:
+        retry = None if math.isinf(decision.retry_after) else math.ceil(decision.retry_after)
+        key = (decision.policy.id, retry)
+        cached = made.get(key)
+        if cached is None:
+            if len(made) >= 4096:
+                made.clear()
+            reply = build_reply(decision, [])
+            cached = made[key] = (reply.body, reply.headers)
+        body, fixed = cached
+        return headers.Reply(429, [*fixed, *extra], body)
+
+    engine.too_many_requests = too_many_requests
 
 
 def _patch_lean_flow(engine: Any) -> None:
@@ -333,6 +366,17 @@ def patch_django_unlogged_429() -> None:
         return response
 
     ours.to_response = to_response
+
+
+def patch_cached_429() -> None:
+    """``BENCH_PATCH`` form of :func:`_patch_cached_problem` (any stack)."""
+    _patch_cached_problem()
+
+
+def patch_django_flood() -> None:
+    """Both rejection-path patches for Django: the cached 429 and no ``log_response``."""
+    _patch_cached_problem()
+    patch_django_unlogged_429()
 
 
 def patch_flask_without_misplaced_hook() -> None:
@@ -797,7 +841,7 @@ def main(argv: list[str] | None = None) -> int:
     p_srv.add_argument("--connections", type=int, default=16)
     p_srv.add_argument(
         "--only",
-        default=",".join(n for n in EXPERIMENTS if not n.endswith(("-timed", "-redis"))),
+        default=",".join(n for n in EXPERIMENTS if not n.endswith("-timed") and "-redis" not in n),
     )
     p_srv.add_argument(
         "--together",
