@@ -21,7 +21,8 @@ Variants: ``bare``; ``floor``, a pure wrapper (ASGI or WSGI) that appends two co
 headers, the least any header-sending middleware can cost; ours on the memory and on the Redis
 backend (``1000000/second``: every request admitted, so this is the overhead); ours on Redis
 with every request rejected (``1/hour``, one client: after the first request every answer is
-a 429, which the rejection cache answers without a round trip); and the peers, each on its
+a 429, which the rejection cache answers without a round trip); ours on memory with
+``[metrics] prometheus = true`` (what recording every outcome costs); and the peers, each on its
 memory and its Redis storage: slowapi (Starlette, its pure-ASGI middleware, headers on),
 django-ratelimit (Django's locmem and ``RedisCache``), flask-limiter (headers on). Redis is a
 ``redis-server`` the benchmark starts on a free port and stops (its own CPU is not counted:
