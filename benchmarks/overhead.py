@@ -77,6 +77,7 @@ EXPERIMENTS = {
     "ours-lean-flow": "ours, Engine.flow short-cut for plans without policies (a patch)",
     "ours-minimal": "ours' adapter around the least decision: key, limiter_hit, render",
     "ours-redis": "ours on the Redis backend (for pyspy; not in the server table)",
+    "ours-redis-no-timeout": "ours on Redis, asyncio.timeout a no-op (what the bound costs)",
     "ours-redis-reject": "ours on Redis, every request rejected (1/hour, one client)",
     "ours-redis-reject-cached-body": "the same, the 429 body cached instead of json.dumps",
     "bare-timed": "bare, the app call timed (perf_counter)",
@@ -156,7 +157,16 @@ def build(name: str) -> Any:
         _patch_minimal(app.engine)
     if name == "ours-redis-reject-cached-body":
         _patch_cached_problem()
+    if name == "ours-redis-no-timeout":
+        _patch_no_timeout()
     return app
+
+
+def _patch_no_timeout() -> None:
+    """``asyncio.timeout`` made a no-op (what the per-decision timeout costs on Redis)."""
+    import asyncio
+
+    asyncio.timeout = lambda delay: contextlib.nullcontext()  # type: ignore[assignment]
 
 
 def _patch_cached_problem() -> None:
