@@ -18,7 +18,10 @@ Stacks (one hello-world app each, one worker process):
   parser and event loop of a plain ``pip install uvicorn``): a secondary table.
 
 Variants: ``bare``; ``floor``, a pure wrapper (ASGI or WSGI) that appends two constant
-headers, the least any header-sending middleware can cost; ours on the memory and on the Redis
+headers, the least any header-sending middleware can cost; ``floor-redis``, the floor plus
+one raw ``EVALSHA`` per request of a script that does only what a decision must on Redis
+(``TIME``, ``GET``, ``SET PX``), with redis-py (asyncio for ASGI): the least any Redis-backed
+limiter can cost without batching; ours on the memory and on the Redis
 backend (``1000000/second``: every request admitted, so this is the overhead); ours on Redis
 with every request rejected (``1/hour``, one client: after the first request every answer is
 a 429, which the rejection cache answers without a round trip); ours on memory with
@@ -110,6 +113,7 @@ def variants_of(stack: str) -> list[str]:
     return [
         "bare",
         "floor",
+        "floor-redis",
         "ours-memory",
         "ours-memory-prometheus",
         "ours-redis",
@@ -182,6 +186,46 @@ def floor_wsgi(app: Any) -> Any:
     return wrapper
 
 
+#: What a decision must do on Redis, and no more: read the clock, read and write one key.
+FLOOR_SCRIPT = (
+    "local t = redis.call('TIME') local v = redis.call('GET', KEYS[1]) "
+    "redis.call('SET', KEYS[1], t[1], 'PX', 60000) return v"
+)
+FLOOR_KEY = "bench:floor:{127.0.0.1}"
+
+
+def floor_redis_asgi(app: Any, url: str) -> Any:
+    """The Redis floor: one raw ``EVALSHA`` of :data:`FLOOR_SCRIPT` per request (redis-py's
+    asyncio client, same timeout as ours), then the floor's two headers."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(url, socket_timeout=0.1, socket_connect_timeout=0.1)
+    script = client.register_script(FLOOR_SCRIPT)
+    inner = floor_asgi(app)
+
+    async def wrapper(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await script(keys=[FLOOR_KEY])
+        await inner(scope, receive, send)
+
+    return wrapper
+
+
+def floor_redis_wsgi(app: Any, url: str) -> Any:
+    """The Redis floor for WSGI: one raw blocking ``EVALSHA`` per request, then the floor."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=0.1, socket_connect_timeout=0.1)
+    script = client.register_script(FLOOR_SCRIPT)
+    inner = floor_wsgi(app)
+
+    def wrapper(environ: Any, start_response: Any) -> Any:
+        script(keys=[FLOOR_KEY])
+        return inner(environ, start_response)
+
+    return wrapper
+
+
 def starlette_app() -> Any:
     """The Starlette app for ``BENCH_VARIANT`` (``uvicorn --factory``)."""
     from starlette.applications import Starlette
@@ -197,6 +241,8 @@ def starlette_app() -> Any:
     app = Starlette(routes=[Route("/", hello)])
     if variant == "floor":
         return floor_asgi(app)
+    if variant == "floor-redis":
+        return floor_redis_asgi(app, storage)
     if variant.startswith("ours"):
         from ratelimit.asgi import RateLimitMiddleware
 
@@ -259,6 +305,8 @@ def django_app() -> Any:
     )
     django.setup()
     app = get_wsgi_application()
+    if variant == "floor-redis":
+        return floor_redis_wsgi(app, storage)
     return floor_wsgi(app) if variant == "floor" else app
 
 
@@ -275,6 +323,8 @@ def flask_app() -> Any:
 
     if variant == "floor":
         app.wsgi_app = floor_wsgi(app.wsgi_app)  # type: ignore[method-assign]
+    elif variant == "floor-redis":
+        app.wsgi_app = floor_redis_wsgi(app.wsgi_app, storage)  # type: ignore[method-assign]
     elif variant.startswith("ours"):
         from ratelimit.contrib.flask import RateLimit
 
