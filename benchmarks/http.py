@@ -2,7 +2,7 @@
 
 Run from the repository root (needs the ``bench`` extra, ``wrk`` and ``redis-server``)::
 
-    python -m benchmarks.http                    # every stack, 5 rounds (~15 min)
+    python -m benchmarks.http                    # every stack, 5 rounds (~17 min)
     python -m benchmarks.http --quick            # 1 round, few requests: a smoke test
     python -m benchmarks.http --stack uvicorn --variants ours-memory,floor --rounds 3
 
