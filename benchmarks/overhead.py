@@ -407,9 +407,44 @@ def patch_flask_without_misplaced_hook() -> None:
     ours.RateLimit.init_app = init_app  # type: ignore[method-assign]
 
 
+def _counting_gc(app: Any, out: str) -> Any:
+    """``app`` counting requests, and the collector's runs by generation and their time (a
+    ``gc.callbacks`` hook); written to ``out`` at shutdown."""
+    counts = {"requests": 0, "gen0": 0, "gen1": 0, "gen2": 0, "seconds": 0.0}
+    started = [0.0]
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            counts[f"gen{info['generation']}"] += 1
+            counts["seconds"] += time.perf_counter() - started[0]
+
+    gc.callbacks.append(watch)
+
+    async def call(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+
+            async def receive_then_dump() -> Any:
+                message = await receive()
+                if message["type"] == "lifespan.shutdown":
+                    Path(out).write_text(json.dumps(counts))
+                return message
+
+            await app(scope, receive_then_dump, send)
+            return
+        if scope["type"] == "http":
+            counts["requests"] += 1
+        await app(scope, receive, send)
+
+    return call
+
+
 def experiment_app() -> Any:
     """The app of ``BENCH_EXPERIMENT`` (``uvicorn --factory benchmarks.overhead:...``)."""
     name = os.environ.get("BENCH_EXPERIMENT", "bare")
+    if os.environ.get("BENCH_GCSTATS"):
+        return _counting_gc(build(name), os.environ["BENCH_GCSTATS"])
     timed = name.endswith("-timed")
     app = build(name.removesuffix("-timed").replace("-work", "") if timed else name)
     if timed:
@@ -686,6 +721,30 @@ def timings(requests: int, connections: int, rounds: int, names: list[str]) -> N
             )
 
 
+def gcstats(names: list[str], requests: int, connections: int) -> None:
+    """Collections per 1,000 requests and µs in the collector per request, in the server."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {name: f"{tmp}/{name}.json" for name in names}
+        for name in names:
+            env = {"BENCH_EXPERIMENT": name, "BENCH_GCSTATS": paths[name]}
+            with bench.server("uvicorn", name, "", env, FACTORY) as (url, _):
+                bench.load(url, requests, connections)
+        print(
+            f"garbage collection inside uvicorn httptools+uvloop, {requests:,} requests per "
+            "server (gc.callbacks)"
+        )
+        print(f"{'server':<16}{'gen0/1k':>9}{'gen1/1k':>9}{'gen2/1k':>9}{'gc µs/req':>11}")
+        for name in names:
+            c = json.loads(Path(paths[name]).read_text())
+            n = max(c["requests"], 1)
+            print(
+                f"{name:<16}{c['gen0'] / n * 1000:>9.2f}{c['gen1'] / n * 1000:>9.2f}"
+                f"{c['gen2'] / n * 1000:>9.2f}{c['seconds'] / n * 1e6:>11.3f}"
+            )
+
+
 # --------------------------------------------------------------------------- py-spy
 
 #: Frames whose inclusive share of the samples is printed: label -> (function, file suffix).
@@ -881,6 +940,10 @@ def main(argv: list[str] | None = None) -> int:
     p_cmp.add_argument("--bare-us", type=float, required=True, help="bare's CPU µs/request")
     p_cmp.add_argument("--ratio", type=float, required=True, help="ours' CPU ratio to bare")
     p_cmp.add_argument("--top", type=int, default=30)
+    p_gc = sub.add_parser("gcstats", help="collector runs per request inside the server")
+    p_gc.add_argument("--requests", type=int, default=40_000)
+    p_gc.add_argument("--connections", type=int, default=16)
+    p_gc.add_argument("--only", default="bare,floor,ours")
     p_sum = sub.add_parser("summarise")
     p_sum.add_argument("profile", type=Path)
     p_sum.add_argument("--top", type=int, default=25)
@@ -897,6 +960,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.tool == "pyspy":
         out = args.out or Path(f"profile-{args.stack}-{args.experiment}.speedscope.json")
         pyspy(args.experiment, args.seconds, args.rate, args.top, out, args.stack)
+    elif args.tool == "gcstats":
+        gcstats(args.only.split(","), args.requests, args.connections)
     elif args.tool == "compare":
         compare(args.bare, args.ours, args.bare_us, args.ratio, args.top)
     else:
