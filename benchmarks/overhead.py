@@ -6,6 +6,9 @@ Run from the repository root (needs the ``bench`` extra and ``wrk``)::
     python -m benchmarks.overhead server             # experiments under uvicorn (~5 min)
     python -m benchmarks.overhead server --only ours,ours-gc-freeze --rounds 3
     python -m benchmarks.overhead pyspy ours         # py-spy profile of the worker under load
+    python -m benchmarks.overhead timings            # perf_counter timers inside the server
+    python -m benchmarks.overhead gcstats            # collector runs per request, in the server
+    python -m benchmarks.overhead compare bare.json ours.json --bare-us 35 --ratio 0.66
 
 ``inprocess`` drives the Starlette hello-world app of ``benchmarks/http.py`` directly (one
 coroutine per request, run to completion without an event loop, a scope shaped like
@@ -26,6 +29,9 @@ standard-library workload) or try a leaner decision path (patches measured, not 
 
 ``timings`` puts ``perf_counter`` timers inside the server around the app call, around
 ``engine.arun`` and around the application inside our wrapper (medians per request).
+
+``gcstats`` counts the collector's runs (``gc.callbacks``) per request inside the server.
+``compare`` turns two py-spy profiles into per-request self time, ours minus bare.
 
 ``pyspy`` records a py-spy profile (speedscope JSON, ``--native``) of the server under load
 and prints the share of samples per frame of interest (``--top`` also prints the hottest
