@@ -173,12 +173,25 @@ def problem(
 
 def too_many_requests(decision: Decision, extra: HeaderPairs) -> Reply:
     """The default 429 reply for a rejected ``decision`` (``extra``: rate-limit headers)."""
-    label = policy_label(decision.policy)
-    if math.isinf(decision.retry_after):
-        retry: int | None = None
+    retry = None if math.isinf(decision.retry_after) else retry_seconds(decision.retry_after)
+    head = _rejection_head(policy_label(decision.policy), retry)
+    return Reply(429, [*head[0], *extra], head[1])
+
+
+#: (policy label, Retry-After) → the 429's fixed headers and body: a flood of rejections
+#: repeats a few of them, and rendering the JSON is most of a rejection's cost (paid for by
+#: the "Redis, every request rejected" variant of ``python -m benchmarks.http``). Bounded.
+_REJECTIONS: dict[tuple[str, int | None], tuple[HeaderPairs, bytes]] = {}
+_REJECTIONS_SIZE = 1024
+
+
+def _rejection_head(label: str, retry: int | None) -> tuple[HeaderPairs, bytes]:
+    cached = _REJECTIONS.get((label, retry))
+    if cached is not None:
+        return cached
+    if retry is None:
         detail = f"The request costs more than the limit '{label}' allows; it cannot succeed."
     else:
-        retry = retry_seconds(decision.retry_after)
         detail = f"Rate limit '{label}' exceeded: retry in {retry} second(s)."
     body = problem(
         429,
@@ -191,8 +204,10 @@ def too_many_requests(decision: Decision, extra: HeaderPairs) -> Reply:
     headers: HeaderPairs = [(_CONTENT_TYPE, _PROBLEM), (_CONTENT_LENGTH, b"%d" % len(body))]
     if retry is not None:
         headers.append((_RETRY_AFTER, b"%d" % retry))
-    headers.extend(extra)
-    return Reply(429, headers, body)
+    if len(_REJECTIONS) >= _REJECTIONS_SIZE:
+        _REJECTIONS.clear()
+    _REJECTIONS[(label, retry)] = (headers, body)
+    return headers, body
 
 
 def forbidden() -> Reply:
