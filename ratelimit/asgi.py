@@ -95,11 +95,14 @@ def user_attribute(user: Any, name: str) -> str | None:
     return None if value is None else str(value)
 
 
-def request_info(scope: Scope) -> AsgiRequest:
-    """The engine's view of an HTTP or WebSocket scope."""
+def request_info(scope: Scope, path: str | None = None) -> AsgiRequest:
+    """The engine's view of an HTTP or WebSocket scope (``path``: its :func:`route_path`,
+    when the caller has it already)."""
     client = scope.get("client")
     method = scope["method"].upper() if scope["type"] == "http" else "GET"
-    return AsgiRequest(method, route_path(scope), client[0] if client else None, scope)
+    if path is None:
+        path = route_path(scope)
+    return AsgiRequest(method, path, client[0] if client else None, scope)
 
 
 class RateLimitMiddleware:
@@ -147,7 +150,7 @@ class RateLimitMiddleware:
         if plan is None:
             await self.app(scope, receive, send)
             return
-        outcome = await engine.arun(plan, request_info(scope))
+        outcome = await engine.arun(plan, request_info(scope, path))
         if outcome.reply is not None:
             if kind == "http":
                 await send_reply(send, outcome.reply)
