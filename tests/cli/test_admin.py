@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -187,7 +189,13 @@ def test_inspect_and_reset_a_rule_the_middleware_counted(
         assert result.returncode == 0, result.stderr
         assert "reset key" in result.stdout and "login" in result.stdout
         assert _inspect(run_cli, *who)["limits"][0]["remaining"] == 5
-        assert client.get("/login").status_code == 200
+        # The server's rejection cache may repeat the 429 for up to 1 s after a reset made
+        # elsewhere (documented): the client is admitted within that bound.
+        deadline = time.monotonic() + 3.0
+        while (status := client.get("/login").status_code) == 429:
+            assert time.monotonic() < deadline, "still rejected long after the reset"
+            time.sleep(0.05)
+        assert status == 200
 
 
 @pytest.mark.redis
