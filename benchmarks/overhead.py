@@ -25,7 +25,7 @@ replaces one suspect: the garbage collector (frozen after start-up, or off), the
 ``scope["ratelimit.engine"]`` write, the ``send`` wrapper and the headers, the async driver
 (``engine.run`` called instead of ``await engine.arun``), the memory backend's lock, the
 whole engine (a precomputed outcome), logging; others add known work (a second decision, a
-standard-library workload) or try a leaner decision path (patches measured, not shipped).
+standard-library workload) or try the least decision path (a patch measured, not shipped).
 
 ``timings`` puts ``perf_counter`` timers inside the server around the app call, around
 ``engine.arun`` and around the application inside our wrapper (medians per request).
@@ -80,12 +80,10 @@ EXPERIMENTS = {
     "ours-no-logging": "ours with logging.disable() (no logging call can cost)",
     "ours-decide-twice": "ours, deciding every request twice (what a warm second pass costs)",
     "bare-work": "bare plus a fixed pure-Python workload (stdlib code, not ours) per request",
-    "ours-lean-flow": "ours, Engine.flow short-cut for plans without policies (a patch)",
     "ours-minimal": "ours' adapter around the least decision: key, limiter_hit, render",
     "ours-redis": "ours on the Redis backend (for pyspy; not in the server table)",
     "ours-redis-no-timeout": "ours on Redis, asyncio.timeout a no-op (what the bound costs)",
     "ours-redis-reject": "ours on Redis, every request rejected (1/hour, one client)",
-    "ours-redis-reject-cached-body": "the same, the 429 body cached instead of json.dumps",
     "bare-timed": "bare, the app call timed (perf_counter)",
     "floor-timed": "floor, the wrapper and the app inside it timed",
     "ours-timed": "ours, the middleware, engine.arun and the app inside it timed",
@@ -157,12 +155,8 @@ def build(name: str) -> Any:
         engine.arun = twice
     if name == "bare-work":
         app = _with_work(app)
-    if name == "ours-lean-flow":
-        _patch_lean_flow(app.engine)
     if name == "ours-minimal":
         _patch_minimal(app.engine)
-    if name == "ours-redis-reject-cached-body":
-        _patch_cached_problem()
     if name == "ours-redis-no-timeout":
         _patch_no_timeout()
     return app
@@ -173,62 +167,6 @@ def _patch_no_timeout() -> None:
     import asyncio
 
     asyncio.timeout = lambda delay: contextlib.nullcontext()  # type: ignore[assignment]
-
-
-def _patch_cached_problem() -> None:
-    """The 429 reply's body and fixed headers built once per (limit, retry seconds) instead
-    of a ``json.dumps`` per rejection (bounded: at most a period's worth of retry values per
-    limit, cleared past 4,096)."""
-    import math
-
-    from ratelimit.http import engine, headers
-
-    build_reply = engine.too_many_requests
-    made: dict[tuple[str, int | None], tuple[bytes, Any]] = {}
-
-    def too_many_requests(decision: Any, extra: Any) -> Any:
-        retry = None if math.isinf(decision.retry_after) else math.ceil(decision.retry_after)
-        key = (decision.policy.id, retry)
-        cached = made.get(key)
-        if cached is None:
-            if len(made) >= 4096:
-                made.clear()
-            reply = build_reply(decision, [])
-            cached = made[key] = (reply.body, reply.headers)
-        body, fixed = cached
-        return headers.Reply(429, [*fixed, *extra], body)
-
-    engine.too_many_requests = too_many_requests
-
-
-def _patch_lean_flow(engine: Any) -> None:
-    """The recommended change to ``Engine.flow``, as a patch: a plan without policies (not
-    ``plan.dynamic``, no allow/deny screening) skips the policy bookkeeping (six lists and
-    dicts, the probe batch, the nested ``_decide`` generator, the ban-gate filter)."""
-    import types
-
-    general = type(engine).flow
-
-    def flow(self: Any, plan: Any, request: Any) -> Any:
-        if plan.dynamic or self.screening:
-            return (yield from general(self, plan, request))
-        calls = [(group.key(request), group.limits, group.cost) for group in plan.groups]
-        rejected = self.rejections
-        if rejected:
-            cached = rejected.lookup(calls)
-            if cached is not None:
-                return self.outcome(plan.policies, request, [cached], plan)
-        if len(calls) == 1:
-            key, limits, cost = calls[0]
-            got = yield ("decide", (key, limits, cost, True))
-        else:
-            got = yield from self._decide(calls, True)
-        outcome = self.outcome(plan.policies, request, got, plan)
-        if rejected is not None and outcome.decision is not None and not outcome.decision:
-            self._remember(calls, outcome.decision)
-        return outcome
-
-    engine.flow = types.MethodType(flow, engine)
 
 
 def _patch_minimal(engine: Any) -> None:
@@ -382,17 +320,6 @@ def patch_django_unlogged_429() -> None:
         return response
 
     ours.to_response = to_response
-
-
-def patch_cached_429() -> None:
-    """``BENCH_PATCH`` form of :func:`_patch_cached_problem` (any stack)."""
-    _patch_cached_problem()
-
-
-def patch_django_flood() -> None:
-    """Both rejection-path patches for Django: the cached 429 and no ``log_response``."""
-    _patch_cached_problem()
-    patch_django_unlogged_429()
 
 
 def patch_flask_without_misplaced_hook() -> None:
