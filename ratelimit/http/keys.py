@@ -292,22 +292,25 @@ def _user_key(request: RequestInfo) -> str | None:
     return request.user()
 
 
-def _import(spec: str) -> Callable[..., Any]:
+def import_callable(spec: str, what: str = "key", usage: str = "") -> Callable[..., Any]:
+    """The callable named ``"module:attr"`` (a ``key``, ``tier`` or ``cost`` setting);
+    :class:`ConfigError` naming ``what`` when it cannot be had (``usage``: the valid forms)."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ConfigError(
-            f"invalid key {spec!r}: use ip, user, global, header:<name> or 'module:callable'"
-        )
+        raise ConfigError(f"invalid {what} {spec!r}" + (f": use {usage}" if usage else ""))
     try:
         target: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             target = getattr(target, part)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"invalid key {spec!r}: cannot import it ({exc})") from None
+        raise ConfigError(f"invalid {what} {spec!r}: cannot import it ({exc})") from None
     if not callable(target):
-        raise ConfigError(f"invalid key {spec!r}: not callable")
+        raise ConfigError(f"invalid {what} {spec!r}: not callable")
     result: Callable[..., Any] = target
     return result
+
+
+_KEY_USAGE = "ip, user, global, header:<name> or 'module:callable'"
 
 
 def validate_key(spec: object) -> None:
@@ -323,7 +326,7 @@ def validate_key(spec: object) -> None:
         if not name or not all(c.isascii() and (c.isalnum() or c in "-_") for c in name):
             raise ConfigError(f"invalid key {spec!r}: expected header:<header-name>")
         return
-    _import(spec)
+    import_callable(spec, usage=_KEY_USAGE)
 
 
 def compile_key(spec: KeySpec, identity: ClientIdentity) -> Callable[[RequestInfo], str]:
@@ -353,7 +356,7 @@ def compile_key(spec: KeySpec, identity: ClientIdentity) -> Callable[[RequestInf
             return first_value(request.header(name))
 
     else:
-        func = _import(spec)
+        func = import_callable(spec, usage=_KEY_USAGE)
 
     def key(request: RequestInfo) -> str:
         value = func(request)

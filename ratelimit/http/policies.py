@@ -9,13 +9,13 @@ ban itself, so memory and Redis agree on bans exactly as they agree on limits).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ratelimit.errors import ConfigError
+from ratelimit.http.keys import import_callable
 from ratelimit.limits import Limit
 from ratelimit.rate import Rate, parse_duration
 
@@ -153,22 +153,6 @@ def in_networks(identity: str, networks: Networks) -> bool:
     return any(addr in net for net in networks)
 
 
-def _import(spec: str, what: str) -> Callable[..., Any]:
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"invalid {what} {spec!r}")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"invalid {what} {spec!r}: cannot import it ({exc})") from None
-    if not callable(target):
-        raise ConfigError(f"invalid {what} {spec!r}: not callable")
-    result: Callable[..., Any] = target
-    return result
-
-
 #: The cost of a ``Content-Length`` too long to be true: more than any limit's capacity.
 _HUGE = 10**18
 
@@ -196,7 +180,7 @@ def compile_cost(spec: object) -> int | CostFunc:
     if spec == "content-length":
         return content_length
     if isinstance(spec, str) and ":" in spec:
-        func: CostFunc = _import(spec, "cost")
+        func: CostFunc = import_callable(spec, "cost")
         return func
     if callable(spec):
         return spec
@@ -226,5 +210,5 @@ def compile_tier(spec: object) -> TierFunc:
         if not attribute.isidentifier():
             raise ConfigError(f"invalid tier {spec!r}: expected user:<attribute>")
         return lambda request: request.user_attribute(attribute)
-    func: TierFunc = _import(spec, "tier")
+    func: TierFunc = import_callable(spec, "tier")
     return func
