@@ -505,14 +505,21 @@ class RedisBackend:
                 client = self._client
         return client
 
-    def _call(self, keys: list[bytes], args: list[bytes]) -> Any:
+    def _call(
+        self,
+        keys: list[bytes],
+        args: list[bytes],
+        sha: str = SCRIPT_SHA,
+        script: str = SCRIPT,
+    ) -> Any:
+        """One script run (the decision script unless told otherwise), errors mapped."""
         self._check()
         client = self._client or self._sync_client()
         try:
             try:
-                reply = client.execute_command("EVALSHA", SCRIPT_SHA, len(keys), *keys, *args)
+                reply = client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
             except rex.NoScriptError:  # SCRIPT FLUSH, a restart or a new node: EVAL caches it
-                reply = client.execute_command("EVAL", SCRIPT, len(keys), *keys, *args)
+                reply = client.execute_command("EVAL", script, len(keys), *keys, *args)
         except Exception as exc:
             error = self._failed(exc)
             if error is None:
@@ -559,20 +566,7 @@ class RedisBackend:
         return self._prefix + key_tag(key) + b":lease:" + limit.id.encode()
 
     def _run_lease(self, key: bytes, args: list[bytes]) -> Any:
-        self._check()
-        client = self._client or self._sync_client()
-        try:
-            try:
-                reply = client.execute_command("EVALSHA", LEASE_SHA, 1, key, *args)
-            except rex.NoScriptError:
-                reply = client.execute_command("EVAL", LEASE_SCRIPT, 1, key, *args)
-        except Exception as exc:
-            error = self._failed(exc)
-            if error is None:
-                raise
-            raise error from exc
-        self.breaker.success()
-        return reply
+        return self._call([key], args, LEASE_SHA, LEASE_SCRIPT)
 
     async def _arun_lease(self, key: bytes, args: list[bytes]) -> Any:
         self._check()
