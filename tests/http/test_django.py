@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -82,6 +83,45 @@ def test_backend_failure_modes(mode: str, status: int) -> None:
     settings = {"on_error": mode, "rules": [{"name": "x", "path": "/limited", "limit": "1/s"}]}
     configure(settings, backend=FailingBackend())
     assert Client().get("/limited").status_code == status
+
+
+def _request_log(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "django.request"]
+
+
+def test_django_does_not_log_a_line_per_rejection(caplog: pytest.LogCaptureFixture) -> None:
+    """django.request logs every 4xx: not our 429s (a flood would write a line per request);
+    other 4xx stay logged, and the decorator's 429 is quiet too."""
+    caplog.set_level(logging.INFO, logger="django.request")
+    client = Client(REMOTE_ADDR="192.0.2.9")
+    codes = [client.get("/limited").status_code for _ in range(5)]
+    codes += [client.get("/decorated").status_code for _ in range(3)]
+    assert codes == [200, 200, 429, 429, 429, 200, 429, 429]
+    assert client.get("/no-such-page").status_code == 404
+    assert _request_log(caplog) == [(logging.WARNING, "Not Found: /no-such-page")]
+
+
+async def test_async_django_does_not_log_a_line_per_rejection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same under the async handler."""
+    caplog.set_level(logging.INFO, logger="django.request")
+    client = AsyncClient(REMOTE_ADDR="192.0.2.10")
+    codes = [(await client.get("/limited")).status_code for _ in range(4)]
+    assert codes == [200, 200, 429, 429]
+    assert _request_log(caplog) == []
+
+
+def test_django_does_not_log_an_error_per_request_in_an_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """on_error = "deny" answers 503: Django would log (and mail) an ERROR for each one."""
+    caplog.set_level(logging.INFO, logger="django.request")
+    settings = {"on_error": "deny", "rules": [{"name": "x", "path": "/limited", "limit": "1/s"}]}
+    configure(settings, backend=FailingBackend())
+    client = Client()
+    assert [client.get("/limited").status_code for _ in range(3)] == [503] * 3
+    assert _request_log(caplog) == []
 
 
 async def test_async_shaping_awaits(monkeypatch: pytest.MonkeyPatch) -> None:

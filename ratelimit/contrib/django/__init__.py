@@ -19,12 +19,21 @@ Views can carry their own limits::
 
 Both use one engine built from ``settings.RATELIMIT`` on first use (``configure()`` replaces
 it, for example to inject a backend object or a custom 429 handler).
+
+Django logs every 4xx response as a WARNING, and every 5xx as an ERROR (mailed to the admins
+by its default config), on the ``django.request`` logger: one line per request. For the
+replies this module makes (429, and the 403 / 503 of ``deny`` lists and ``on_error =
+"deny"``) that would be a log line per rejected request under a flood, and a mail per request
+during a Redis outage, so a filter on ``django.request`` drops the records of those replies.
+Count them with the metrics and the status page instead (SPEC §7); the ``ratelimit`` logger
+still reports outages once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -124,10 +133,34 @@ class DjangoRequest(RequestInfo):
         return user_attribute(user, name)
 
 
-def to_response(reply: Reply) -> HttpResponse:
-    """The Django response of a 429 / 503 reply."""
+#: Set on a request this module answered itself (429, 403, 503): Django does not log it.
+_REPLIED_ATTR = "ratelimit_replied"
+
+
+class _OwnRepliesFilter(logging.Filter):
+    """Drops ``django.request``'s per-request record of a reply made by this module."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(getattr(record, "request", None), _REPLIED_ATTR, False)
+
+
+_OWN_REPLIES = _OwnRepliesFilter()
+
+
+def _quiet_own_replies() -> None:
+    """Install the filter on ``django.request`` (once; after Django applied ``LOGGING``)."""
+    logger = logging.getLogger("django.request")
+    if _OWN_REPLIES not in logger.filters:
+        logger.addFilter(_OWN_REPLIES)
+
+
+def to_response(reply: Reply, request: HttpRequest | None = None) -> HttpResponse:
+    """The Django response of a 429 / 403 / 503 reply; ``request``, when given, is marked so
+    that ``django.request`` does not log one line for it."""
     response = HttpResponse(reply.body, status=reply.status)
     add_headers(response, reply.headers)
+    if request is not None:
+        setattr(request, _REPLIED_ATTR, True)
     return response
 
 
@@ -163,6 +196,7 @@ class RateLimitMiddleware:
         self.get_response = get_response
         self.engine = get_engine()
         self.is_async = iscoroutinefunction(get_response)
+        _quiet_own_replies()
         if self.is_async:
             markcoroutinefunction(self)
 
@@ -180,7 +214,7 @@ class RateLimitMiddleware:
             return self.get_response(request)
         outcome = engine.run(plan, DjangoRequest(request))
         if outcome.reply is not None:
-            return to_response(outcome.reply)
+            return to_response(outcome.reply, request)
         if outcome.delay:
             self.sleep(outcome.delay)
         response = _finish(self.get_response(request), outcome)
@@ -202,7 +236,7 @@ class RateLimitMiddleware:
             return response
         outcome = await engine.arun(plan, await _async_info(request, engine.uses_user))
         if outcome.reply is not None:
-            return to_response(outcome.reply)
+            return to_response(outcome.reply, request)
         if outcome.delay:
             await self.asleep(outcome.delay)
         response = _finish(await self.get_response(request), outcome)
@@ -290,6 +324,7 @@ def limit(
             methods=methods,
         )
         rules = (rule,)
+        _quiet_own_replies()
 
         if iscoroutinefunction(view):
 
@@ -302,7 +337,7 @@ def limit(
                 needs_user = engine.config.key_of(rule) == "user"
                 outcome = await engine.arun(plan, await _async_info(request, needs_user))
                 if outcome.reply is not None:
-                    return to_response(outcome.reply)
+                    return to_response(outcome.reply, request)
                 if outcome.delay:
                     await asyncio.sleep(outcome.delay)
                 return _finish(await view(request, *args, **kwargs), outcome)
@@ -317,7 +352,7 @@ def limit(
                 return view(request, *args, **kwargs)
             outcome = engine.run(plan, DjangoRequest(request))
             if outcome.reply is not None:
-                return to_response(outcome.reply)
+                return to_response(outcome.reply, request)
             if outcome.delay:
                 time.sleep(outcome.delay)
             return _finish(view(request, *args, **kwargs), outcome)
