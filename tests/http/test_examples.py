@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from ratelimit.http.config import load_config
-from tests.support.servers import server_process
+from tests.support.servers import clear_of_a_minute_edge, server_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,6 +42,7 @@ def test_example_app_limits_login(framework: str) -> None:
     """The sixth login POST within a minute is a 429; /healthz is exempt."""
     body = {"username": "u", "password": "p"}
     with server_process(COMMANDS[framework], cwd=str(ROOT), timeout=60) as url:
+        clear_of_a_minute_edge()  # the login rule: a fixed window of 5/minute
         logins = [httpx.post(url + "/auth/login", json=body) for _ in range(6)]
         health = httpx.get(url + "/healthz")
         home = httpx.get(url + "/")
@@ -60,5 +61,6 @@ def test_example_app_limits_login(framework: str) -> None:
 def test_example_per_view_decorator(framework: str) -> None:
     """The /report view's decorator limit (3/minute) applies on top of the config rules."""
     with server_process(COMMANDS[framework], cwd=str(ROOT), timeout=60) as url:
+        clear_of_a_minute_edge()  # a fixed window of 3/minute
         codes = [httpx.get(url + "/report").status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]

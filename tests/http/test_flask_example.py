@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.servers import server_process
+from tests.support.servers import clear_of_a_minute_edge, server_process
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMAND = ["python", "-m", "flask", "--app", "examples.flask_app", "run", "--port", "{port}"]
@@ -17,6 +17,7 @@ COMMAND = ["python", "-m", "flask", "--app", "examples.flask_app", "run", "--por
 def test_flask_example_config_rules_and_per_view_limit() -> None:
     """The config's login rule and the /report view's 3/minute limit both apply."""
     with server_process(COMMAND, cwd=str(ROOT), timeout=60) as url:
+        clear_of_a_minute_edge()  # both limits are fixed windows of a minute
         reports = [httpx.get(url + "/report") for _ in range(4)]
         logins = [httpx.post(url + "/auth/login") for _ in range(6)]
         head = httpx.head(url + "/report")

@@ -20,7 +20,7 @@ from ratelimit.http.engine import Engine
 from ratelimit.metrics.prometheus import exposition
 from tests.conftest import FakeClock
 from tests.metrics.conftest import hit, sample
-from tests.support.servers import free_port, server_process
+from tests.support.servers import clear_of_a_minute_edge, free_port, server_process
 
 RULES = [
     {"name": "api", "path": "/api/**", "limit": "2/minute"},
@@ -177,6 +177,7 @@ def test_gunicorn_multiprocess_sums_the_workers(tmp_path: Path) -> None:
             except urllib.error.HTTPError as error:
                 return error.code, ""
 
+        clear_of_a_minute_edge()  # the tight rule: a fixed window of 1/minute per worker
         with ThreadPoolExecutor(8) as pool:
             results = list(pool.map(get, ["/api/items"] * 40))
         pids = {pid for _, pid in results}

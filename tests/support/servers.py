@@ -32,6 +32,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 __all__ = [
+    "clear_of_a_minute_edge",
     "free_port",
     "server_process",
     "stop_process",
@@ -41,6 +42,18 @@ __all__ = [
 ]
 
 HOST = "127.0.0.1"
+
+
+def clear_of_a_minute_edge(needed: float = 5.0) -> None:
+    """Wait, if need be, until ``needed`` seconds fit before the next minute of the clock.
+
+    For tests that send a burst to a real server (a subprocess on the real clock) and expect
+    exact counts from a fixed window of a minute: such a window is aligned to the clock's
+    minutes, and a burst that straddles the turn of a minute is rightly admitted twice.
+    """
+    left = 60.0 - time.time() % 60.0
+    if left < needed:
+        time.sleep(left + 0.01)
 
 
 def free_port() -> int:
