@@ -101,6 +101,22 @@ def test_django_does_not_log_a_line_per_rejection(caplog: pytest.LogCaptureFixtu
     assert _request_log(caplog) == [(logging.WARNING, "Not Found: /no-such-page")]
 
 
+def test_the_filter_drops_only_the_status_we_replied() -> None:
+    """A record of another status for a request we answered (an outer middleware replaced our
+    reply) is still logged; ours is dropped; an unmarked request is always logged."""
+    answered, other = SimpleNamespace(ratelimit_replied=429), SimpleNamespace()
+
+    def passes(status: int, request: object) -> bool:
+        record = logging.makeLogRecord({"status_code": status, "request": request})
+        return rl_django._OWN_REPLIES.filter(record)
+
+    assert (passes(429, answered), passes(500, answered), passes(429, other)) == (
+        False,
+        True,
+        True,
+    )
+
+
 async def test_async_django_does_not_log_a_line_per_rejection(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -133,15 +133,17 @@ class DjangoRequest(RequestInfo):
         return user_attribute(user, name)
 
 
-#: Set on a request this module answered itself (429, 403, 503): Django does not log it.
+#: The status of the reply this module made to a request (429, 403, 503), set on the request.
 _REPLIED_ATTR = "ratelimit_replied"
 
 
 class _OwnRepliesFilter(logging.Filter):
-    """Drops ``django.request``'s per-request record of a reply made by this module."""
+    """Drops ``django.request``'s per-request record of a reply made by this module: the
+    record's status must be the one replied (an outer middleware's other answer stays logged)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not getattr(getattr(record, "request", None), _REPLIED_ATTR, False)
+        replied = getattr(getattr(record, "request", None), _REPLIED_ATTR, None)
+        return replied is None or replied != getattr(record, "status_code", None)
 
 
 _OWN_REPLIES = _OwnRepliesFilter()
@@ -160,7 +162,7 @@ def to_response(reply: Reply, request: HttpRequest | None = None) -> HttpRespons
     response = HttpResponse(reply.body, status=reply.status)
     add_headers(response, reply.headers)
     if request is not None:
-        setattr(request, _REPLIED_ATTR, True)
+        setattr(request, _REPLIED_ATTR, reply.status)
     return response
 
 
