@@ -12,7 +12,13 @@ Only redis-py's public API is used: ``client.pipeline(transaction=False)`` and
 ``execute_command`` (a batch of one is a plain ``execute_command``), which work the same on
 ``redis.asyncio.Redis`` (a single server or a Sentinel master) and on its ``RedisCluster``
 (whose pipeline routes each call to its slot's node), on every redis-py the project admits.
-Each batch is bounded by ``timeout`` seconds, connecting included.
+
+Each batch is bounded by a :class:`~ratelimit.backends.deadline.Deadline`, armed when the
+batch is handed to redis-py — not while its calls wait in the queue — and counting only the
+time the event loop was free to read the reply: ``timeout`` seconds of that, connecting
+included, and the batch fails with ``kind="timeout"`` (evidence about Redis, for the
+breaker); ``give_up`` seconds of wall time, and it fails with ``kind="overload"`` (this
+process is too busy to decide: no evidence about Redis, and never a reason to admit).
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from typing import Any
 from redis.exceptions import NoScriptError, ResponseError
 
 from ratelimit.backends.circuit import CircuitBreaker
+from ratelimit.backends.deadline import Deadline, LoopClock
 from ratelimit.errors import BackendError
 
-__all__ = ["AutoPipeline"]
+__all__ = ["AutoPipeline", "late", "overload_after"]
 
 #: (keys, args, the future of the reply)
 _Item = tuple[Sequence[bytes], Sequence[bytes], "asyncio.Future[Any]"]
@@ -44,7 +51,8 @@ class AutoPipeline:
             reaches the callers unchanged (a bug is not an outage).
         outage: whether a BackendError counts for the breaker (a script error does not:
             Redis answered).
-        timeout: seconds one batch may take, connecting included.
+        timeout: seconds of responsive loop time one batch may take, connecting included.
+        give_up: seconds of wall time after which a batch fails as ``"overload"``.
         on_success: called after each batch that worked (the backend's first-connection
             checks hang off it).
     """
@@ -59,6 +67,7 @@ class AutoPipeline:
         outage: Callable[[BackendError], bool],
         timeout: float,
         on_success: Callable[[], None] | None = None,
+        give_up: float | None = None,
     ) -> None:
         self.client = client
         self._sha = sha
@@ -67,6 +76,8 @@ class AutoPipeline:
         self._translate = translate
         self._outage = outage
         self._timeout = timeout
+        self._give_up = overload_after(timeout) if give_up is None else give_up
+        self._clock: LoopClock | None = None
         self._on_success = on_success
         self._pending: list[_Item] = []
         self._scheduled = False
@@ -92,30 +103,40 @@ class AutoPipeline:
         pending, self._pending = self._pending, []
         size = self.max_batch
         for start in range(0, len(pending), size):
-            task = asyncio.ensure_future(self._send(pending[start : start + size]))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.spawn(self._send, pending[start : start + size])
 
-    async def _send(self, batch: list[_Item]) -> None:
+    def deadline(self) -> Deadline:
+        """A deadline for one call to Redis on this loop, counting from now."""
+        clock = self._clock
+        if clock is None:
+            clock = self._clock = LoopClock(asyncio.get_running_loop())
+        return Deadline(clock, self._timeout, self._give_up)
+
+    def spawn(self, send: Callable[[list[_Item], Deadline], Any], batch: list[_Item]) -> None:
+        """Run ``send(batch, deadline)`` on a task of its own, under a fresh deadline."""
+        deadline = self.deadline()
+        task = asyncio.ensure_future(send(batch, deadline))
+        deadline.start(task)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[_Item], deadline: Deadline) -> None:
         try:
-            async with asyncio.timeout(self._timeout):
-                replies = await self._execute("EVALSHA", self._sha, batch)
-                missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-                if missing:  # SCRIPT FLUSH or a new server: EVAL sends and caches the script
-                    again = await self._execute("EVAL", self._script, [batch[i] for i in missing])
-                    for i, reply in zip(missing, again, strict=True):
-                        replies[i] = reply
+            replies = await self._execute("EVALSHA", self._sha, batch)
+            missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            if missing:  # SCRIPT FLUSH or a new server: EVAL sends and caches the script
+                again = await self._execute("EVAL", self._script, [batch[i] for i in missing])
+                for i, reply in zip(missing, again, strict=True):
+                    replies[i] = reply
         except asyncio.CancelledError:
-            for *_, future in batch:
-                future.cancel()
-            raise
+            if deadline.reason is None:  # not ours: the loop is shutting down
+                for *_, future in batch:
+                    future.cancel()
+                raise
+            self._fail(batch, late(deadline.reason, self._timeout, self._give_up))
+            return
         except Exception as exc:
-            error = self._translate(exc)
-            waiting = [future for *_, future in batch if not future.done()]
-            if error is not None and waiting and self._outage(error):
-                self._breaker.failure(error, len(waiting))
-            for future in waiting:  # a bug is handed over as it is; an outage as BackendError
-                future.set_exception(exc if error is None else _copy(error, exc))
+            self._fail(batch, exc)
             return
         failed: BackendError | None = None
         served = failures = 0
@@ -141,6 +162,15 @@ class AutoPipeline:
             if self._on_success is not None:
                 self._on_success()
 
+    def _fail(self, batch: list[_Item], exc: BaseException) -> None:
+        """Hand a failed batch's error to its waiters (an outage also to the breaker)."""
+        error = self._translate(exc)
+        waiting = [future for *_, future in batch if not future.done()]
+        if error is not None and waiting and self._outage(error):
+            self._breaker.failure(error, len(waiting))
+        for future in waiting:  # a bug is handed over as it is; an outage as BackendError
+            future.set_exception(exc if error is None else _copy(error, exc))
+
     async def _execute(self, command: str, script: str, batch: list[_Item]) -> list[Any]:
         """One round trip: the replies in order, a call's Redis error in its place."""
         client = self.client
@@ -155,6 +185,21 @@ class AutoPipeline:
             pipe.execute_command(command, script, len(keys), *keys, *args)
         result: list[Any] = await pipe.execute(raise_on_error=False)
         return result
+
+
+def overload_after(timeout: float) -> float:
+    """The default wall-time bound of one decision: 10 × ``timeout``, at least 2 s."""
+    return max(2.0, 10 * timeout)
+
+
+def late(reason: str, timeout: float, give_up: float) -> BackendError:
+    """The error of a call its :class:`Deadline` cancelled (``reason``: timeout or overload)."""
+    if reason == "overload":
+        return BackendError(
+            f"this process is overloaded: no decision in {give_up:g}s (Redis not blamed)",
+            kind="overload",
+        )
+    return BackendError(f"Redis unavailable (timeout): no reply in {timeout:g}s", kind="timeout")
 
 
 def _copy(error: BackendError, cause: BaseException) -> BackendError:

@@ -14,8 +14,14 @@ key building, argument packing and reply decoding (:mod:`ratelimit.backends.redi
 only the I/O call differs. Only redis-py's public API is used (``execute_command``,
 ``pipeline(transaction=False)``), so every redis-py the project admits works.
 
-``timeout`` (default 0.1 s) bounds each decision's wait, connecting included: the socket
-timeouts of the clients a URL builds, and for asyncio the whole awaited decision.
+``timeout`` (default 0.1 s) bounds each decision's wait **on Redis**, connecting included:
+for sync calls, the socket timeouts of the clients a URL builds (they time the wire); for
+asyncio, a :class:`~ratelimit.backends.deadline.Deadline` armed when the call is handed to
+redis-py, which counts only the time the event loop was free to read the reply — a worker
+busy with a flood does not blame Redis for its own lateness (SPEC §4). A decision that a
+process too busy to decide cannot finish within ``overload_after`` seconds of wall time fails
+with ``kind="overload"``: not an outage (the breaker ignores it), and the middleware sheds
+the request with a 503 whatever ``on_error`` says.
 
 Failures raise :class:`~ratelimit.BackendError` with a :attr:`~ratelimit.BackendError.kind`
 — and only backend failures do: redis-py errors (refused connections, timeouts, OOM,
@@ -39,13 +45,14 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import redis.exceptions as rex
 
 from ratelimit.backends.circuit import CircuitBreaker
-from ratelimit.backends.pipelining import AutoPipeline
+from ratelimit.backends.pipelining import AutoPipeline, late
+from ratelimit.backends.pipelining import overload_after as default_overload_after
 from ratelimit.backends.redis_leases import (
     LEASE_SCRIPT,
     LEASE_SHA,
@@ -72,13 +79,21 @@ from ratelimit.decision import Decision
 from ratelimit.errors import BackendError, ConfigError
 from ratelimit.limits import Limit
 
-__all__ = ["ANSWERED_KINDS", "DEFAULT_TIMEOUT", "RedisBackend", "error_kind", "is_outage"]
+__all__ = [
+    "ANSWERED_KINDS",
+    "DEFAULT_TIMEOUT",
+    "NOT_OUTAGE_KINDS",
+    "RedisBackend",
+    "error_kind",
+    "is_outage",
+]
 
 #: Default bound on one decision's wait for Redis, seconds, connecting included.
 DEFAULT_TIMEOUT = 0.1
 DEFAULT_PREFIX = "rl:"
 
 logger = logging.getLogger("ratelimit.backend")
+T = TypeVar("T")
 
 #: Redis error codes (the first word of an error reply) → kind. redis-py turns some codes
 #: into classes and strips them from the text, so the classes are matched first.
@@ -136,11 +151,14 @@ def error_kind(exc: BaseException) -> str | None:
 #: Kinds that mean Redis is up and answered (the script failed on a key of the wrong type,
 #: say): a BackendError for this decision, but no outage for the circuit breaker.
 ANSWERED_KINDS = frozenset({"script", "other"})
+#: Kinds that say nothing against Redis: it answered, or this process was too busy to hear
+#: it (``overload``).
+NOT_OUTAGE_KINDS = ANSWERED_KINDS | {"overload"}
 
 
 def is_outage(error: BackendError) -> bool:
     """Whether ``error`` says Redis is unreachable or unhealthy (it counts for the breaker)."""
-    return error.kind not in ANSWERED_KINDS
+    return error.kind not in NOT_OUTAGE_KINDS
 
 
 def _translate(exc: BaseException) -> BackendError | None:
@@ -201,6 +219,7 @@ class _AsyncSide:
             is_outage,
             backend.timeout,
             on_success=lambda: backend._first_async_success(client),
+            give_up=backend.overload_after,
         )
 
 
@@ -229,9 +248,13 @@ class RedisBackend:
         clock: seconds as a float; when given, decisions use it instead of Redis ``TIME``
             (tests, simulations, or a fleet with a trusted common clock).
         prefix: prepended to every key (no ``{`` or ``}``: the hash tag is ours).
-        timeout: seconds one asyncio decision may wait in all (default 0.1). Clients built
-            from a URL also get it as their connect and socket timeouts (the sync bound);
-            clients you pass keep their own socket timeouts.
+        timeout: seconds one decision may wait on Redis (default 0.1): sync clients built
+            from a URL get it as their connect and socket timeouts; asyncio calls count it
+            in the event loop's responsive time (see the module docstring). Clients you pass
+            keep their own socket timeouts.
+        overload_after: seconds of wall time after which an asyncio decision this process
+            was too busy to finish fails with ``kind="overload"`` (default: 10 ×
+            ``timeout``, at least 2 s).
         ttl_pad_ms: milliseconds added to every TTL. Leave it at 0 (TTLs then equal the time
             until the state is fresh); a test clock that runs slower than real time needs
             some, since Redis expires keys in real time. The state carries its own times, so
@@ -263,6 +286,7 @@ class RedisBackend:
         breaker_clock: Callable[[], float] = time.monotonic,
         on_error_kind: Callable[[str], None] | None = None,
         on_state: Callable[[bool], None] | None = None,
+        overload_after: float | None = None,
         _factories: ClientFactories | None = None,
         _cluster: bool | None = None,
         _name: str = "Redis",
@@ -278,6 +302,12 @@ class RedisBackend:
         self.prefix = prefix
         self._prefix = prefix.encode()
         self.timeout = _check_timeout(timeout)
+        #: Wall seconds after which an asyncio decision fails as ``overload``.
+        self.overload_after = (
+            default_overload_after(self.timeout)
+            if overload_after is None
+            else _check_timeout(overload_after)
+        )
         if _cluster is None:
             _cluster = any("Cluster" in type(c).__name__ for c in (client, async_client))
         #: Whether :meth:`decide_each` may join the keys of different clients in one atomic
@@ -320,6 +350,7 @@ class RedisBackend:
         breaker_clock: Callable[[], float] = time.monotonic,
         on_error_kind: Callable[[str], None] | None = None,
         on_state: Callable[[bool], None] | None = None,
+        overload_after: float | None = None,
         **options: Any,
     ) -> RedisBackend:
         """A backend for ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://`` or
@@ -346,6 +377,7 @@ class RedisBackend:
             breaker_clock=breaker_clock,
             on_error_kind=on_error_kind,
             on_state=on_state,
+            overload_after=overload_after,
             _factories=client_factories(target, seconds, options),
             _cluster=target.scheme == "redis+cluster",
             _name=f"Redis {redact(url)}",
@@ -568,15 +600,32 @@ class RedisBackend:
     def _run_lease(self, key: bytes, args: list[bytes]) -> Any:
         return self._call([key], args, LEASE_SHA, LEASE_SCRIPT)
 
+    async def _bounded(self, side: _AsyncSide, call: Callable[[], Awaitable[T]]) -> T:
+        """``await call()`` on a task of its own under a :class:`Deadline` (which measures
+        Redis, not this loop); a call the deadline ended raises its BackendError."""
+        deadline = side.pipeline.deadline()
+        task = asyncio.ensure_future(call())
+        deadline.start(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if deadline.reason is None:  # the caller itself was cancelled
+                raise
+            raise late(deadline.reason, self.timeout, self.overload_after) from None
+
     async def _arun_lease(self, key: bytes, args: list[bytes]) -> Any:
         self._check()
-        client = self._side().client
+        side = self._side()
+        client = side.client
+
+        async def run() -> Any:
+            try:
+                return await client.execute_command("EVALSHA", LEASE_SHA, 1, key, *args)
+            except rex.NoScriptError:
+                return await client.execute_command("EVAL", LEASE_SCRIPT, 1, key, *args)
+
         try:
-            async with asyncio.timeout(self.timeout):
-                try:
-                    reply = await client.execute_command("EVALSHA", LEASE_SHA, 1, key, *args)
-                except rex.NoScriptError:
-                    reply = await client.execute_command("EVAL", LEASE_SCRIPT, 1, key, *args)
+            reply = await self._bounded(side, run)
         except Exception as exc:
             error = self._failed(exc)
             if error is None:
@@ -635,20 +684,13 @@ class RedisBackend:
         return side
 
     async def _acall(self, keys: list[bytes], args: list[bytes]) -> Any:
-        """One auto-pipelined script call, awaited for at most :attr:`timeout` seconds."""
+        """One auto-pipelined script call. Its batch's deadline bounds the wait (``timeout``
+        of Redis's time, ``overload_after`` of wall time): no timer of its own."""
         self._check()
-        future = self._side().pipeline.call(keys, args)
         try:
-            async with asyncio.timeout(self.timeout):
-                return await future
+            return await self._side().pipeline.call(keys, args)
         except BackendError as error:  # the batch failed (already fed to the breaker)
             raise self._report(error) from error.__cause__
-        except TimeoutError as exc:  # this caller's own deadline
-            late = BackendError(
-                f"Redis unavailable (timeout): no reply in {self.timeout:g}s", kind="timeout"
-            )
-            self.breaker.failure(late)
-            raise self._report(late) from exc
 
     async def adecide(
         self, key: str, limits: Sequence[Limit], cost: int, consume: bool = True
@@ -668,10 +710,9 @@ class RedisBackend:
         """:meth:`reset` for asyncio code (bounded by :attr:`timeout`)."""
         keys = [self.key_for(key, limit) for limit in limits]
         self._check()
-        client = self._side().client
+        side = self._side()
         try:
-            async with asyncio.timeout(self.timeout):
-                await client.delete(*keys)
+            await self._bounded(side, lambda: side.client.delete(*keys))
         except Exception as exc:
             error = self._failed(exc)
             if error is None:

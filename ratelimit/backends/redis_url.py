@@ -14,7 +14,12 @@ included). The single-server schemes also take a few redis-py query options
 start-up, rather than a ``TypeError`` on the first request. Parsing needs no ``redis``
 package: :func:`ratelimit.backends.validate_url` works without the extra.
 
-Every client gets the connect and socket ``timeout`` and at most one immediate retry, on a
+Every sync client gets the connect and socket ``timeout`` (a socket timeout times the
+wire: it does not run while the thread waits for the GIL or a pool). The asyncio clients get
+the overload bound instead (:func:`~ratelimit.backends.pipelining.overload_after`, a
+backstop): an asyncio timer also counts the time the event loop was busy elsewhere, so their
+``timeout`` is kept by the backend's deadlines, which measure Redis
+(:mod:`ratelimit.backends.deadline`). Every client gets at most one immediate retry, on a
 refused or reset connection only (so a connection that died with a restarted server is
 replaced at once, and a dead server costs one refused connection, not a back-off; a timeout
 is never retried, which would double the wait).
@@ -327,7 +332,13 @@ def client_factories(
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.retry import Retry
 
+    from ratelimit.backends.pipelining import overload_after
+
     common = {"socket_timeout": timeout, "socket_connect_timeout": timeout, **options}
+    backstop = overload_after(timeout)
+    # asyncio: the backend's deadlines keep ``timeout``; redis-py's own timers only bound a
+    # call nobody waits for any more.
+    acommon = {"socket_timeout": backstop, "socket_connect_timeout": backstop, **options}
     # Retried once, at once, on a refused or reset connection only: never on a timeout.
     retry_on = (RedisConnectionError,)
 
@@ -342,7 +353,7 @@ def client_factories(
     if scheme in ("redis", "rediss", "unix"):
         return (
             lambda: (redis.Redis.from_url(url, retry=sync_retry(), **common), []),
-            lambda: (redis.asyncio.Redis.from_url(url, retry=async_retry(), **common), []),
+            lambda: (redis.asyncio.Redis.from_url(url, retry=async_retry(), **acommon), []),
         )
     hosts = target.hosts
     creds: dict[str, Any] = dict(target.credentials)
@@ -361,7 +372,7 @@ def client_factories(
                 [],
             ),
             lambda: (
-                AsyncCluster(startup_nodes=[AsyncNode(h, p) for h, p in hosts], **creds, **common),
+                AsyncCluster(startup_nodes=[AsyncNode(h, p) for h, p in hosts], **creds, **acommon),
                 [],
             ),
         )
@@ -372,6 +383,7 @@ def client_factories(
     AsyncSentinel: Any = async_sentinel.Sentinel
     service, db = target.service, target.db
     sentinel_kwargs = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    asentinel_kwargs = {"socket_timeout": backstop, "socket_connect_timeout": backstop}
 
     def sync_master() -> tuple[Any, list[Any]]:
         sentinels = Sentinel(list(hosts), sentinel_kwargs=sentinel_kwargs, **common)
@@ -379,7 +391,7 @@ def client_factories(
         return master, list(sentinels.sentinels)
 
     def async_master() -> tuple[Any, list[Any]]:
-        sentinels = AsyncSentinel(list(hosts), sentinel_kwargs=sentinel_kwargs, **common)
+        sentinels = AsyncSentinel(list(hosts), sentinel_kwargs=asentinel_kwargs, **acommon)
         master = sentinels.master_for(service, db=db, retry=async_retry(), **creds)
         return master, list(sentinels.sentinels)
 

@@ -14,7 +14,9 @@ difference between the sync and async paths; the delay wait is left to the adapt
 (``time.sleep`` or ``asyncio.sleep``).
 
 Only :class:`~ratelimit.BackendError` is a backend failure: it takes the ``on_error`` path
-(``allow``, ``deny`` or ``local``). Anything else raised while deciding — a key or cost
+(``allow``, ``deny`` or ``local``) — except ``kind="overload"`` (this process was too busy to
+decide in time, Redis not blamed), which is shed with a 503 whatever ``on_error`` says: a
+flood must never be a reason to admit. Anything else raised while deciding — a key or cost
 function of the user's, a bug of ours — propagates, so it is a 500 from the framework and
 not a silent fail-open.
 
@@ -555,11 +557,14 @@ class Engine:
             reply = without_body(reply)
         return Outcome(reply, [], 0.0, None, "denied")
 
-    def failed(self, request: RequestInfo) -> Outcome:
+    def failed(self, request: RequestInfo, kind: str | None = None) -> Outcome:
         """The ``on_error`` outcome when the backend failed. Logged by the backend (once per
-        outage, when its circuit opens), not here: one line per request would be a storm."""
-        if self.deny_on_error and not self.shadow:
-            reply = service_unavailable()
+        outage, when its circuit opens), not here: one line per request would be a storm.
+        An ``overload`` (``kind``) is shed with a 503 whatever ``on_error`` says (in shadow
+        mode too it is no rejection: admitted)."""
+        overloaded = kind == "overload"
+        if (self.deny_on_error or overloaded) and not self.shadow:
+            reply = service_unavailable(overloaded)
             if request.method == "HEAD":
                 reply = without_body(reply)
             return Outcome(reply, [], 0.0, None, "error_denied")
@@ -660,9 +665,10 @@ class Engine:
 
     # -- the two drivers ----------------------------------------------------------------------
 
-    def _drive(self, flow: Generator[Call, Any, Any]) -> tuple[Any, bool, bool]:
+    def _drive(self, flow: Generator[Call, Any, Any]) -> tuple[Any, bool, str | None]:
         """Run ``flow`` on the blocking backend API: (its value, whether it decided locally,
-        whether the backend failed without a local stand-in)."""
+        the kind of the backend failure that ended it — without a local stand-in, or an
+        ``overload``, which no stand-in answers — else ``None``)."""
         local = False
         try:
             call = next(flow)  # StopIteration at once: answered without the backend
@@ -670,17 +676,17 @@ class Engine:
                 name, args = call
                 try:
                     result = getattr(self.backend, name)(*args)
-                except BackendError:
-                    if self.local is None:
+                except BackendError as error:
+                    if self.local is None or error.kind == "overload":
                         flow.close()
-                        return None, local, True
+                        return None, local, error.kind or "error"
                     name, args = self.local_call(name, args)
                     result, local = getattr(self.local, name)(*args), True
                 call = flow.send(result)
         except StopIteration as stop:
-            return stop.value, local, False
+            return stop.value, local, None
 
-    async def _adrive(self, flow: Generator[Call, Any, Any]) -> tuple[Any, bool, bool]:
+    async def _adrive(self, flow: Generator[Call, Any, Any]) -> tuple[Any, bool, str | None]:
         """:meth:`_drive` on the asyncio backend API (``await backend.a<name>``)."""
         local = False
         try:
@@ -689,15 +695,15 @@ class Engine:
                 name, args = call
                 try:
                     result = await getattr(self.backend, "a" + name)(*args)
-                except BackendError:
-                    if self.local is None:
+                except BackendError as error:
+                    if self.local is None or error.kind == "overload":
                         flow.close()
-                        return None, local, True
+                        return None, local, error.kind or "error"
                     name, args = self.local_call(name, args)
                     result, local = getattr(self.local, name)(*args), True
                 call = flow.send(result)
         except StopIteration as stop:
-            return stop.value, local, False
+            return stop.value, local, None
 
     def run(self, plan: Plan, request: RequestInfo) -> Outcome:
         """Decide ``request`` with the blocking backend API."""
@@ -717,11 +723,11 @@ class Engine:
         request: RequestInfo,
         outcome: Outcome | None,
         local: bool,
-        failed: bool,
+        failed: str | None,
         start: float,
     ) -> Outcome:
-        if failed or outcome is None:
-            outcome = self.failed(request)
+        if failed is not None or outcome is None:
+            outcome = self.failed(request, failed)
         elif local and outcome.kind in ("allowed", "delayed"):
             outcome = outcome._replace(kind="local")
         observer = self.observer

@@ -227,12 +227,20 @@ def without_body(reply: Reply) -> Reply:
 UNAVAILABLE_RETRY_AFTER = 1
 
 
-def service_unavailable() -> Reply:
-    """The 503 reply sent when the backend fails and ``on_error = "deny"``."""
+#: The detail of a 503: the storage failed, or this process was too busy to decide.
+_UNAVAILABLE = {
+    False: "The rate limiter cannot reach its storage; try again shortly.",
+    True: "The server is too busy to decide on this request in time; try again shortly.",
+}
+
+
+def service_unavailable(overloaded: bool = False) -> Reply:
+    """The 503 reply sent when the backend fails and ``on_error = "deny"``, or when this
+    process was too busy to decide (``overloaded``: shed whatever ``on_error`` says)."""
     body = problem(
         503,
         "Service Unavailable",
-        "The rate limiter cannot reach its storage; try again shortly.",
+        _UNAVAILABLE[overloaded],
         UNAVAILABLE_RETRY_AFTER,
     )
     return Reply(
