@@ -2,9 +2,10 @@
 through real servers with raw sockets: five chunked POSTs of 600 bytes against a quota of
 1,000 bytes never get more than 1,000 bytes to the application.
 
-Servers that pass the chunked framing on (uvicorn with h11 or httptools, gunicorn) get a 411
-from every adapter; waitress buffers a chunked body and sets ``CONTENT_LENGTH`` itself, so
-there the real length is charged and the quota holds with 429s.
+Servers that pass the chunked framing on (uvicorn with h11 or httptools, gunicorn's sync
+worker) get a 411 from every adapter — the ASGI and WSGI middlewares, Django under WSGI and
+ASGI, the Starlette and Flask decorators; waitress buffers a chunked body and sets
+``CONTENT_LENGTH`` itself, so there the real length is charged and the quota holds with 429s.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ratelimit import MemoryBackend
 from ratelimit.asgi import RateLimitMiddleware as AsgiMiddleware
 from ratelimit.asgi import capped_receive
 from ratelimit.wsgi import LimitedInput
-from tests.support.byte_quota_apps import asgi_app, asgi_inner, make_wsgi_app
+from tests.support.byte_quota_apps import asgi_app, asgi_inner, make_wsgi_app, starlette_app
 from tests.support.servers import server_process, uvicorn_server, wsgi_server
 
 QUOTA = 1000
@@ -35,9 +36,10 @@ def raw_post(url: str, head: bytes, body: bytes) -> tuple[int, bytes]:
     """Send ``POST /upload`` with the extra header lines ``head`` and the already framed
     ``body`` on a fresh connection; return the status and the response body."""
     parts = urlsplit(url)
-    request = (
-        b"POST /upload HTTP/1.1\r\nHost: %b\r\nConnection: close\r\n%b\r\n%b"
-        % (parts.netloc.encode(), head, body)
+    request = b"POST /upload HTTP/1.1\r\nHost: %b\r\nConnection: close\r\n%b\r\n%b" % (
+        parts.netloc.encode(),
+        head,
+        body,
     )
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
         sock.sendall(request)
@@ -113,6 +115,8 @@ def _uvicorn_process(target: str) -> AbstractContextManager[str]:
 
 REFUSING_SERVERS = {
     "uvicorn-h11": lambda: _uvicorn("h11"),
+    "starlette-decorator-uvicorn": lambda: uvicorn_server(starlette_app(), http="h11"),
+    "flask-decorator-gunicorn": lambda: _gunicorn("tests.support.byte_quota_apps:flask_wsgi"),
     "uvicorn-httptools": lambda: _uvicorn("httptools"),
     "gunicorn-sync": lambda: _gunicorn("tests.support.byte_quota_apps:wsgi_app"),
     "django-gunicorn": lambda: _gunicorn("tests.support.byte_quota_django:application"),

@@ -72,3 +72,40 @@ def make_wsgi_app() -> WsgiMiddleware:
 
 #: The WSGI stack gunicorn serves (one per worker process).
 wsgi_app = make_wsgi_app()
+
+
+def starlette_app() -> Any:
+    """A Starlette app whose endpoint carries the byte quota as a decorator."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from ratelimit.contrib.starlette import limit
+
+    @limit("1000/hour", algorithm="sliding_window", cost="content-length", name="bytes")
+    async def upload(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(f"read={len(await request.body())}")
+
+    return Starlette(routes=[Route("/upload", upload, methods=["POST"])])
+
+
+def flask_app() -> Any:
+    """A Flask app whose view carries the byte quota as ``@limit`` (under the extension)."""
+    from flask import Flask, request
+
+    from ratelimit.contrib.flask import RateLimit, limit
+
+    app = Flask("byte_quota")
+    RateLimit(app, config={"rules": []}, backend=MemoryBackend())
+
+    @app.post("/upload")
+    @limit("1000/hour", algorithm="sliding_window", cost="content-length", name="bytes")
+    def upload() -> str:
+        return f"read={len(request.get_data())}"
+
+    return app
+
+
+#: The Flask app gunicorn serves (``tests.support.byte_quota_apps:flask_wsgi``).
+flask_wsgi = flask_app()
