@@ -767,7 +767,8 @@ class Engine:
         ``(rule_name, identity, rejections)`` tuples, most first (of ``rule`` only, if given).
 
         With a Redis backend, every worker's rejections (kept in Redis); otherwise this
-        process's, recorded while some ``[metrics]`` option is on (else empty).
+        process's, recorded while some ``[metrics]`` option is on (else empty, and a WARNING
+        on ``ratelimit.metrics`` says once that rejections are not being recorded).
         """
         from ratelimit.metrics.observer import engine_top
 
