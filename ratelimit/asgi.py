@@ -25,7 +25,7 @@ from ratelimit.http.engine import Engine, Pending, RejectHandler
 from ratelimit.http.headers import HeaderPairs, Reply
 from ratelimit.http.keys import RequestInfo
 
-__all__ = ["AsgiRequest", "RateLimitMiddleware"]
+__all__ = ["AsgiRequest", "RateLimitMiddleware", "capped_receive"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -159,6 +159,8 @@ class RateLimitMiddleware:
             return
         if outcome.delay:
             await self.sleep(outcome.delay)
+        if outcome.body_limit is not None and kind == "http":
+            receive = capped_receive(receive, outcome.body_limit)
         extra = outcome.headers
         start = "http.response.start" if kind == "http" else "websocket.accept"
         if outcome.pending is not None:
@@ -199,6 +201,31 @@ async def _settling(
         await app(scope, receive, send_noting_status)
     finally:
         await asyncio.shield(engine.asettle(pending, status))
+
+
+def capped_receive(receive: Receive, limit: int) -> Receive:
+    """``receive``, giving the application at most ``limit`` request body bytes: the
+    declared ``Content-Length`` a byte quota charged (0 when the request declared none, such
+    as an HTTP/2 request without the header). A body message that would go past it is not
+    passed on: the application gets ``http.disconnect`` instead, then and on every later call,
+    as if the client had gone (a truncated body presented as complete would be worse)."""
+    left = limit
+    cut = False
+
+    async def receive_capped() -> Message:
+        nonlocal left, cut
+        if cut:
+            return {"type": "http.disconnect"}
+        message = await receive()
+        if message["type"] == "http.request":
+            size = len(message.get("body", b""))
+            if size > left:
+                cut = True
+                return {"type": "http.disconnect"}
+            left -= size
+        return message
+
+    return receive_capped
 
 
 def _adding_headers(send: Send, start: str, extra: HeaderPairs) -> Send:

@@ -22,7 +22,14 @@ from ratelimit.http.engine import Engine, RejectHandler
 from ratelimit.http.headers import HeaderPairs
 from ratelimit.http.keys import RequestInfo
 
-__all__ = ["RateLimitMiddleware", "Settling", "WsgiRequest", "status_line", "str_headers"]
+__all__ = [
+    "LimitedInput",
+    "RateLimitMiddleware",
+    "Settling",
+    "WsgiRequest",
+    "status_line",
+    "str_headers",
+]
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -119,6 +126,8 @@ class RateLimitMiddleware:
             return [reply.body]
         if outcome.delay:
             self.sleep(outcome.delay)
+        if outcome.body_limit is not None:
+            environ["wsgi.input"] = LimitedInput(environ["wsgi.input"], outcome.body_limit)
         pending = outcome.pending
         if not outcome.headers and pending is None:
             return self.app(environ, start_response)
@@ -139,6 +148,48 @@ class RateLimitMiddleware:
             engine.settle(pending, 500)
             raise
         return Settling(body, lambda: engine.settle(pending, seen[0]))
+
+
+class LimitedInput:
+    """``wsgi.input`` giving at most ``limit`` bytes: the ``CONTENT_LENGTH`` a byte quota
+    charged (PEP 3333: an application should not read past it; this makes sure it cannot,
+    whatever the server passes on). Past the limit every read returns ``b""`` (end of body).
+    """
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        self._stream = stream
+        self._left = limit
+
+    def _size(self, size: int | None) -> int:
+        if size is None or size < 0 or size > self._left:
+            return self._left
+        return size
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left of the limit when ``size`` is -1)."""
+        size = self._size(size)
+        if size == 0:
+            return b""
+        data: bytes = self._stream.read(size)
+        self._left -= len(data)
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """One line, never past the limit."""
+        size = self._size(size)
+        if size == 0:
+            return b""
+        data: bytes = self._stream.readline(size)
+        self._left -= len(data)
+        return data
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        """The lines left within the limit."""
+        return list(self)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
 
 
 class Settling:

@@ -4,19 +4,35 @@ Reads what the middleware's workers wrote to a Redis backend (SPEC §7: written 
 rejections, one sorted set per rule and minute, kept 15 minutes), so the answer covers every
 worker and server sharing that Redis. The memory backend keeps its counts inside the server
 process: ask its status page (``[metrics] status_path``) or ``engine.top()`` instead.
+
+Only workers with a ``[metrics]`` option record rejections. An empty list therefore says
+"nobody was rejected" only while some worker keeps the recording marker alive (see
+:mod:`ratelimit.metrics.top`); without it, the command says that rejections are not being
+recorded and how to turn recording on, since an empty list would then prove nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from typing import Any
 
 from ratelimit.cli.report import format_table
 from ratelimit.errors import ConfigError
 from ratelimit.metrics.top import MINUTES, RedisTop
 
-__all__ = ["run_top"]
+__all__ = ["NOT_RECORDING", "run_top"]
+
+#: What ``ratelimit top`` says when no worker records rejections (no recording marker).
+NOT_RECORDING = (
+    "rejections are not being recorded: no worker using this Redis has recorded any in the "
+    f"last {MINUTES} minutes, so an empty list says nothing about who was rejected.\n"
+    "Workers record rejections when their config has a [metrics] option that turns the "
+    'recorder on: prometheus = true, opentelemetry = true or status_path = "/_ratelimit" '
+    "(docs/operations.md); restart them after adding it."
+)
 
 
 def _backend_url(args: argparse.Namespace) -> str:
@@ -42,7 +58,9 @@ def run_top(args: argparse.Namespace) -> int:
 
     backend = RedisBackend.from_url(url, timeout=args.timeout)
     try:
-        rows = RedisTop(backend).top(args.rule, args.n, args.minutes)
+        top = RedisTop(backend)
+        rows = top.top(args.rule, args.n, args.minutes)
+        recorded_at = top.recorded_at()
     finally:
         backend.close()
     if args.json:
@@ -52,11 +70,20 @@ def run_top(args: argparse.Namespace) -> int:
                 indent=2,
             )
         )
+        if not rows and recorded_at is None:
+            print(f"ratelimit: warning: {NOT_RECORDING}", file=sys.stderr)
         return 0
     scope = f"rule {args.rule}" if args.rule else "every rule"
     print(f"most rejected over the last {args.minutes} min, {scope}, all workers ({url}):")
     if not rows:
-        print("nobody was rejected")
+        if recorded_at is None:
+            print(NOT_RECORDING)
+        else:
+            ago = max(0, round(time.time() - recorded_at))
+            print(
+                f"nobody was rejected (rejections are being recorded: a worker last reported "
+                f"{ago} s ago)"
+            )
         return 0
     table = [[rule, who, str(n)] for rule, who, n in rows]
     print(format_table(["rule", "identity", "rejections"], table, "llr"))

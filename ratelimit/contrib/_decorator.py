@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ratelimit.http.keys import KeySpec, validate_key
+from ratelimit.http.policies import compile_cost
 from ratelimit.http.rules import Rule
 from ratelimit.limits import Limit
 from ratelimit.rate import Rate
@@ -24,12 +25,14 @@ def decorator_rule(
     mode: str | None,
     max_delay: float | None,
     key: KeySpec | None,
-    cost: int,
+    cost: int | str,
     methods: Sequence[str] | None,
 ) -> Rule:
     """The rule a view decorator applies (named after the view unless ``name`` is given).
 
     A shaping leaky bucket gets the config default ``max_delay`` of 5 s unless one is given.
+    ``cost`` is a whole number, ``"content-length"`` (request body bytes; a body without a
+    valid ``Content-Length`` is refused with 411) or ``"module:callable"``, as in the config.
     """
     if algorithm == "leaky_bucket" and mode in (None, "shape") and max_delay is None:
         max_delay = DEFAULT_MAX_DELAY
@@ -49,5 +52,5 @@ def decorator_rule(
         methods=tuple(methods) if methods else None,
         limits=limits,
         key=key,
-        cost=cost,
+        cost=compile_cost(cost),
     )

@@ -199,7 +199,7 @@ def limit(
     mode: str | None = None,
     max_delay: float | None = None,
     key: KeySpec | None = None,
-    cost: int = 1,
+    cost: int | str = 1,
     methods: Sequence[str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Limit one Flask view (sync or async); its counters are its own.
@@ -213,7 +213,8 @@ def limit(
         algorithm, burst, mode, max_delay: as for :class:`~ratelimit.Limit`.
         key: the client identity (default: the config's ``key``; ``user`` reads
             ``REMOTE_USER``).
-        cost: what one request costs.
+        cost: what one request costs: a whole number, ``"content-length"`` (request body
+            bytes; a body without a valid ``Content-Length`` gets 411) or ``"module:callable"``.
         methods: only these methods are limited (default: all; ``GET`` covers ``HEAD``).
 
     Rejections get the same 429 problem+json reply and headers as the middleware's.

@@ -65,7 +65,7 @@ def limit(
     mode: str | None = None,
     max_delay: float | None = None,
     key: KeySpec | None = None,
-    cost: int = 1,
+    cost: int | str = 1,
     methods: Sequence[str] | None = None,
     config: Config | Any = None,
     backend: Backend | None = None,
@@ -77,7 +77,8 @@ def limit(
         name: the rule name (default: the endpoint's dotted name).
         algorithm, burst, mode, max_delay: as for :class:`~ratelimit.Limit`.
         key: the client identity (default: the engine config's ``key``).
-        cost: what one request costs.
+        cost: what one request costs: a whole number, ``"content-length"`` (request body
+            bytes; a body without a valid ``Content-Length`` gets 411) or ``"module:callable"``.
         methods: only these methods are limited (default: all).
         config, backend: the engine to use when no middleware provides one.
 

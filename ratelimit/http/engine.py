@@ -49,13 +49,14 @@ from ratelimit.http.headers import (
     forbidden,
     join_policies,
     label_of,
+    length_required,
     render,
     service_unavailable,
     too_many_requests,
     without_body,
 )
 from ratelimit.http.keys import ClientIdentity, RequestInfo, compile_key
-from ratelimit.http.policies import counts, in_networks
+from ratelimit.http.policies import content_length, counts, declared_length, in_networks
 from ratelimit.http.rejections import RejectionCache
 from ratelimit.http.reload import ConfigWatch
 from ratelimit.http.rules import Rule, normalize_path, split_path
@@ -141,7 +142,10 @@ class Outcome(NamedTuple):
     application after waiting ``delay`` seconds, adding ``headers`` to its response, and
     when ``pending`` is set, call :meth:`Engine.settle` (or ``asettle``) with the response
     status once the response is over (sent, abandoned or failed). ``kind`` is one of
-    :data:`OUTCOME_KINDS`.
+    :data:`OUTCOME_KINDS`. ``body_limit`` set: a rule counts body bytes
+    (``cost = "content-length"``), and the application must not be given more request body
+    bytes than that (the declared, charged ``Content-Length``; the adapters cut the body
+    there, whatever the framing).
     """
 
     reply: Reply | None
@@ -150,6 +154,7 @@ class Outcome(NamedTuple):
     decision: Decision | None
     kind: str = "allowed"
     pending: Pending | None = None
+    body_limit: int | None = None
 
 
 _PASS = Outcome(None, [], 0.0, None, "allowed")
@@ -401,6 +406,7 @@ class Engine:
         leases: list[tuple[str, Limit]] = []
         owners: dict[str, tuple[str, Rule]] = {}
         shown: list[Limit] | None = None
+        body_limit: int | None = None
         for group in plan.groups:
             rule = group.rule
             if rule is None:
@@ -423,7 +429,17 @@ class Engine:
                     if chosen is None:
                         continue  # an exempt tier: this rule neither limits nor reports
                     limits = chosen
-            cost = group.cost if isinstance(group.cost, int) else request_cost(group.cost, request)
+            if group.cost is content_length:
+                length = declared_length(request)
+                if length is None and not self.shadow:
+                    return self.length_required(request)
+                cost = length or 0  # shadow mode: a body it cannot measure passes uncounted
+                if length is not None:
+                    body_limit = length
+            elif isinstance(group.cost, int):
+                cost = group.cost
+            else:
+                cost = request_cost(group.cost, request)
             if cost == 0:
                 continue  # weighs nothing: passes uncounted
             key = group.key(request)
@@ -474,10 +490,12 @@ class Engine:
             tokens.append((key, limit, token))
             decisions.append(got_one)
         if not decisions:
-            return _PASS
+            return _PASS if body_limit is None else _PASS._replace(body_limit=body_limit)
         outcome = self.outcome(policies, request, decisions, plan)
         if counted or tokens:
             outcome = outcome._replace(pending=Pending(tuple(counted), tuple(tokens)))
+        if body_limit is not None:
+            outcome = outcome._replace(body_limit=body_limit)
         return outcome
 
     def _shown(
@@ -553,6 +571,17 @@ class Engine:
     def denied(self, request: RequestInfo) -> Outcome:
         """The 403 outcome for a client in a ``deny`` list."""
         reply = forbidden()
+        if request.method == "HEAD":
+            reply = without_body(reply)
+        return Outcome(reply, [], 0.0, None, "denied")
+
+    def length_required(self, request: RequestInfo) -> Outcome:
+        """The 411 outcome for a body a ``cost = "content-length"`` rule cannot count up front
+        (see :func:`~ratelimit.http.policies.declared_length`). Its outcome kind is
+        ``denied``: refused whatever the client's budget, like a ``deny`` list (SPEC §7's
+        outcome list is a contract, and a new value would break dashboards that enumerate it).
+        """
+        reply = length_required()
         if request.method == "HEAD":
             reply = without_body(reply)
         return Outcome(reply, [], 0.0, None, "denied")
@@ -744,7 +773,8 @@ class Engine:
         ``(rule_name, identity, rejections)`` tuples, most first (of ``rule`` only, if given).
 
         With a Redis backend, every worker's rejections (kept in Redis); otherwise this
-        process's, recorded while some ``[metrics]`` option is on (else empty).
+        process's, recorded while some ``[metrics]`` option is on (else empty, and a WARNING
+        on ``ratelimit.metrics`` says once that rejections are not being recorded).
         """
         from ratelimit.metrics.observer import engine_top
 

@@ -29,6 +29,7 @@ __all__ = [
     "HEADER_MODES",
     "HeaderPairs",
     "Reply",
+    "length_required",
     "policy_item",
     "render",
     "retry_seconds",
@@ -214,6 +215,19 @@ def forbidden() -> Reply:
     """The 403 reply to a client in a ``deny`` list."""
     body = problem(403, "Forbidden", "This client is not allowed to use this service.", None)
     return Reply(403, [(_CONTENT_TYPE, _PROBLEM), (_CONTENT_LENGTH, b"%d" % len(body))], body)
+
+
+def length_required() -> Reply:
+    """The 411 reply to a request whose body cannot be measured up front (chunked, or an
+    invalid ``Content-Length``) on a rule that counts body bytes (``cost = "content-length"``)."""
+    body = problem(
+        411,
+        "Length Required",
+        "This endpoint limits request body bytes: send the body with a valid Content-Length "
+        "header, not chunked.",
+        None,
+    )
+    return Reply(411, [(_CONTENT_TYPE, _PROBLEM), (_CONTENT_LENGTH, b"%d" % len(body))], body)
 
 
 def without_body(reply: Reply) -> Reply:

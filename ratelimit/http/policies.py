@@ -28,7 +28,9 @@ __all__ = [
     "Networks",
     "compile_cost",
     "compile_tier",
+    "content_length",
     "counts",
+    "declared_length",
     "parse_ban",
     "parse_count",
     "parse_networks",
@@ -157,16 +159,35 @@ def in_networks(identity: str, networks: Networks) -> bool:
 _HUGE = 10**18
 
 
-def content_length(request: RequestInfo) -> int:
-    """The request body's declared size in bytes (0 without a valid ``Content-Length``)."""
+def declared_length(request: RequestInfo) -> int | None:
+    """The request body's size as its ``Content-Length`` declares it: 0 without one, or
+    ``None`` when the body cannot be measured up front — a ``Transfer-Encoding`` header (any
+    value: chunked), a ``Content-Length`` that is not plain ASCII digits, or several
+    different ``Content-Length`` values. A rule with ``cost = "content-length"`` refuses such
+    a request with 411 Length Required (see :meth:`Engine.length_required
+    <ratelimit.http.engine.Engine.length_required>`).
+    """
+    if request.header("transfer-encoding") is not None:
+        return None
     text = request.header("content-length")
     if text is None:
         return 0
-    text = text.strip()
-    if not (text.isascii() and text.isdigit()):
-        return 0
+    values = {value.strip() for value in text.split(",")}
+    if len(values) != 1:
+        return None  # "600, 900": which one would the server believe?
+    value = values.pop()
+    if not (value.isascii() and value.isdigit()):
+        return None
     # More digits than any body has: a cost no limit admits (not a 4,300-digit int parse).
-    return int(text) if len(text) <= 18 else _HUGE
+    return int(value) if len(value) <= 18 else _HUGE
+
+
+def content_length(request: RequestInfo) -> int:
+    """The request body's declared size in bytes: the cost of ``cost = "content-length"``
+    (0 without a ``Content-Length``; a body without a valid one never gets this far: the
+    engine refuses it with 411 first)."""
+    length = declared_length(request)
+    return 0 if length is None else length
 
 
 def compile_cost(spec: object) -> int | CostFunc:

@@ -21,6 +21,7 @@ under the rule whose limit refused it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -213,6 +214,9 @@ class Recorder:
             window.add(rules, kind)
         if outcome.delay:
             self._delayed(plan, outcome)
+        redis_top = self.redis_top
+        if redis_top is not None:
+            redis_top.beat()  # "this worker records rejections" (ratelimit top reads it)
         if kind in REJECTED:
             self._rejected(plan, request, outcome.decision)
         elif not self._hooked and kind in _ERRORS:
@@ -347,9 +351,16 @@ def build_observer(engine: Engine, *, clock: Callable[[], float] = time.time) ->
     return recorder
 
 
+#: Whether :func:`engine_top` has said that this process records no rejections.
+_warned_not_recording = False
+
+
 def engine_top(engine: Engine, rule: str | None = None, n: int = 10) -> TopList:
     """:meth:`Engine.top`: from Redis (every worker) with a Redis backend, else from this
-    process's recorder (empty when no metrics are enabled)."""
+    process's recorder; empty when nothing records rejections (no ``[metrics]`` option and
+    a process-local backend), which is logged once as a WARNING so that an empty list is not
+    read as "nobody was rejected"."""
+    global _warned_not_recording
     observer = engine.observer
     if isinstance(observer, Recorder):
         if observer.redis_top is not None:
@@ -357,6 +368,12 @@ def engine_top(engine: Engine, rule: str | None = None, n: int = 10) -> TopList:
         return observer.top.top(rule, n)
     if type(engine.backend).__name__ == "RedisBackend":
         return RedisTop(engine.backend).top(rule, n)
+    if not _warned_not_recording:
+        _warned_not_recording = True
+        logging.getLogger("ratelimit.metrics").warning(
+            "engine.top(): rejections are not being recorded (no [metrics] option: "
+            "prometheus, opentelemetry or status_path), so the list is empty"
+        )
     return []
 
 
@@ -369,4 +386,4 @@ async def engine_atop(engine: Engine, rule: str | None = None, n: int = 10) -> T
         return observer.top.top(rule, n)
     if type(engine.backend).__name__ == "RedisBackend":
         return await RedisTop(engine.backend).atop(rule, n)
-    return []
+    return engine_top(engine, rule, n)  # nothing recorded: empty, and said once

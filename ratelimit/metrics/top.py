@@ -15,6 +15,13 @@ written only when a request is rejected. Writes are coalesced: at most one round
 in flight per process, and what is rejected meanwhile goes in the next one (a flood of
 rejections costs Redis a pipeline now and then, not one command per 429). A failing Redis
 loses those counts quietly (DEBUG log); it never fails a request.
+
+So that "nobody was rejected" can be told apart from "nobody records rejections", every
+recording worker also keeps a marker key alive, ``<prefix>top:recording`` (the Unix time of
+its last report, with the sorted sets' TTL): set with every write, and at most once every
+:data:`BEAT` seconds while requests arrive (a heartbeat in the same coalesced write path).
+Workers with no ``[metrics]`` option record nothing and write no marker, so when the marker
+is absent ``ratelimit top`` says that rejections are not being recorded.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["MINUTES", "RedisTop", "SpaceSaving", "TopOffenders", "merge_top"]
+__all__ = ["BEAT", "MINUTES", "RedisTop", "SpaceSaving", "TopOffenders", "merge_top"]
 
 logger = logging.getLogger("ratelimit.metrics")
 
@@ -37,6 +44,8 @@ MINUTES = 15
 CAPACITY = 100
 #: Identities kept per rule and minute in Redis, and read back per minute.
 REDIS_CAPACITY = 1000
+#: Seconds between two heartbeats of a recording worker (the ``recording`` marker key).
+BEAT = 60.0
 #: The most (rule, identity) pairs waiting for the next Redis write (more are dropped).
 _PENDING_MAX = 10_000
 
@@ -166,6 +175,9 @@ class RedisTop:
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], int] = {}
         self._flushing = False
+        #: A heartbeat waits for the next write; when the next one is due (clock seconds).
+        self._beat_due = False
+        self._next_beat = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         #: Rejections dropped because Redis failed or too many were waiting (for tests).
         self.dropped = 0
@@ -180,6 +192,11 @@ class RedisTop:
     def index_key(self) -> str:
         """The set of the rule names that have rejected recently."""
         return f"{self.prefix}rules"
+
+    @property
+    def marker_key(self) -> str:
+        """The key a recording worker keeps alive: the Unix time of its last report."""
+        return f"{self.prefix}recording"
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -201,6 +218,25 @@ class RedisTop:
             if self._flushing:
                 return
             self._flushing = True
+        self._start_flush()
+
+    def beat(self) -> None:
+        """Say "this worker records rejections" (the marker key), at most every :data:`BEAT`
+        seconds: called for every request the recorder sees, it costs a clock read until a
+        heartbeat is due, which then goes out with the next write (or as one of its own)."""
+        now = self.clock()
+        if now < self._next_beat:
+            return
+        self._next_beat = now + BEAT
+        with self._lock:
+            self._beat_due = True
+            if self._flushing:
+                return
+            self._flushing = True
+        self._start_flush()
+
+    def _start_flush(self) -> None:
+        """Write what waits: now in a thread, as a task in asyncio code."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -214,10 +250,11 @@ class RedisTop:
         """What to write next, or ``None`` (and the writer's turn ends) when nothing waits."""
         with self._lock:
             batch = self._pending
-            if not batch:
+            if not batch and not self._beat_due:
                 self._flushing = False
                 return None
             self._pending = {}
+            self._beat_due = False
             return batch
 
     def _skip(self, batch: dict[tuple[str, str], int]) -> bool:
@@ -239,8 +276,10 @@ class RedisTop:
             key = self.key(rule, minute)
             pipe.zremrangebyrank(key, 0, -(self.capacity + 1))
             pipe.expire(key, ttl)
-        pipe.sadd(self.index_key, *sorted(rules))
-        pipe.expire(self.index_key, ttl)
+        if rules:
+            pipe.sadd(self.index_key, *sorted(rules))
+            pipe.expire(self.index_key, ttl)
+        pipe.set(self.marker_key, str(int(self.clock())), ex=ttl)
 
     def _failed(self, exc: BaseException, batch: dict[tuple[str, str], int]) -> None:
         """Drop ``batch`` after a Redis failure (or a backend with no client for this side:
@@ -357,6 +396,20 @@ class RedisTop:
                 raise
             raise error from exc
         return merge_top(self._rows(rules, span, replies), rule, n)
+
+    def recorded_at(self) -> float | None:
+        """When a worker last reported that it records rejections (Unix seconds), or
+        ``None``: no worker writing to this Redis has recorded in the last :data:`MINUTES`
+        minutes (they have no ``[metrics]`` option, or got no request). Raises
+        :class:`~ratelimit.BackendError` if Redis fails."""
+        try:
+            value = self.backend._sync_client().get(self.marker_key)
+        except Exception as exc:
+            error = self._error(exc)
+            if error is None:
+                raise
+            raise error from exc
+        return None if value is None else float(self._text(value))
 
     @staticmethod
     def _error(exc: BaseException) -> BaseException | None:

@@ -97,11 +97,12 @@ def _worker(url: str, wall: FakeClock) -> Engine:
 @pytest.mark.redis
 def test_redis_merges_workers(redis_url: str, redis_client: Any) -> None:
     """Two workers (engines with their own clients) on one Redis: top() sees both; the
-    minute keys carry a TTL and only rejections write."""
+    minute keys carry a TTL and only rejections write counts (an admitted request writes
+    the recording marker only)."""
     wall = FakeClock(60_000.0)
     one, two = _worker(redis_url, wall), _worker(redis_url, wall)
-    hit(one, "/login", peer="198.51.100.7")  # admitted: nothing written
-    assert redis_client.keys("rl:top:*") == []
+    hit(one, "/login", peer="198.51.100.7")  # admitted: no count written
+    assert redis_client.keys("rl:top:*") == [b"rl:top:recording"]
     for _ in range(3):
         hit(one, "/login", peer="198.51.100.7")
         hit(two, "/login", peer="198.51.100.7")

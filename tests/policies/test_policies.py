@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from pathlib import Path
@@ -355,10 +356,64 @@ def test_settle_from_asyncio_gives_back_on_cancel() -> None:
 
 def test_content_length_that_cannot_be_true(backend: Any) -> None:
     """A huge or non-ASCII Content-Length is no crash and no free pass: too long to be true
-    is rejected outright, not a number is no body."""
+    is rejected outright, not a number is refused with 411."""
     engine = Engine({"rules": [BYTES]}, backend=backend)
     huge = run(engine, Request("POST", "/upload/a", content_length="9" * 5000))
     assert status(huge) == 429 and huge.decision is not None
     assert math.isinf(huge.decision.retry_after)
     odd = run(engine, Request("POST", "/upload/a", content_length="²"))
-    assert status(odd) == 200 and not odd.headers
+    assert status(odd) == 411 and odd.kind == "denied"
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        {"transfer_encoding": "chunked"},
+        {"transfer_encoding": "gzip, chunked", "content_length": "10"},
+        {"transfer_encoding": "identity"},
+        {"content_length": "600, 900"},
+        {"content_length": "-5"},
+        {"content_length": "0x10"},
+        {"content_length": ""},
+    ],
+)
+def test_a_body_without_a_valid_length_is_411(backend: Any, framing: dict[str, str]) -> None:
+    """A byte quota refuses, with 411 problem+json and nothing counted, a request whose body
+    it cannot measure up front: any Transfer-Encoding, a Content-Length that is not digits,
+    or several different ones."""
+    engine = Engine({"rules": [BYTES]}, backend=backend)
+    refused = run(engine, Request("POST", "/upload/a", **framing))
+    assert status(refused) == 411 and refused.kind == "denied"
+    assert refused.reply is not None and refused.decision is None
+    assert headers(refused)[b"content-type"] == b"application/problem+json"
+    body = json.loads(refused.reply.body)
+    assert body["status"] == 411 and body["title"] == "Length Required"
+    fine = run(engine, Request("POST", "/upload/a", content_length="600"))
+    assert status(fine) == 200 and fine.body_limit == 600
+    assert headers(fine)[b"ratelimit"].startswith(b'"upload";r=400')  # the 411 cost nothing
+
+
+def test_length_required_details(backend: Any) -> None:
+    """HEAD gets the 411 without a body; repeated equal Content-Length values count once;
+    no Content-Length is a body of 0 bytes (the adapters cut any body there); rules that do
+    not count bytes never ask for a length."""
+    engine = Engine(
+        {"rules": [BYTES, {"name": "plain", "path": "/plain", "limit": "5/hour"}]},
+        backend=backend,
+    )
+    head = run(engine, Request("HEAD", "/upload/a", transfer_encoding="chunked"))
+    assert status(head) == 411 and head.reply is not None and head.reply.body == b""
+    same = run(engine, Request("POST", "/upload/a", content_length="300, 300"))
+    assert status(same) == 200 and same.body_limit == 300
+    bodiless = run(engine, Request("POST", "/upload/a"))
+    assert status(bodiless) == 200 and bodiless.body_limit == 0 and not bodiless.headers
+    plain = run(engine, Request("POST", "/plain", transfer_encoding="chunked"))
+    assert status(plain) == 200 and plain.body_limit is None
+
+
+def test_length_required_in_shadow_mode(backend: Any) -> None:
+    """In shadow mode a chunked body on a byte quota passes (uncounted, not cut): shadow mode
+    never refuses."""
+    engine = Engine({"shadow": True, "rules": [BYTES]}, backend=backend)
+    chunked = run(engine, Request("POST", "/upload/a", transfer_encoding="chunked"))
+    assert status(chunked) == 200 and chunked.body_limit is None

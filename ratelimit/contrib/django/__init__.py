@@ -296,7 +296,7 @@ def limit(
     mode: str | None = None,
     max_delay: float | None = None,
     key: KeySpec | None = None,
-    cost: int = 1,
+    cost: int | str = 1,
     methods: Sequence[str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Limit one Django view (sync or async); its counters are its own.
@@ -306,7 +306,8 @@ def limit(
         name: the rule name (default: the view's dotted name).
         algorithm, burst, mode, max_delay: as for :class:`~ratelimit.Limit`.
         key: the client identity (default: the config's ``key``).
-        cost: what one request costs.
+        cost: what one request costs: a whole number, ``"content-length"`` (request body
+            bytes; a body without a valid ``Content-Length`` gets 411) or ``"module:callable"``.
         methods: only these methods are limited (default: all).
 
     Rejections get the same 429 reply and headers as the middleware's.
