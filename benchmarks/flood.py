@@ -232,24 +232,38 @@ def sequential(url: str, path: str, n: int) -> Result:
     return total
 
 
-def wrk_flood(url: str, path: str, seconds: float, connections: int = 1000) -> Result:
-    """``wrk -t2 -c<connections>`` on ``path`` for ``seconds``: responses by status."""
+def _wrk(url: str, seconds: float, connections: int, threads: int) -> Any:
     command = [
-        "wrk", "-t2", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s",
-        "-s", str(STATUS_LUA), url + path,
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s",
+        "-s", str(STATUS_LUA), url,
     ]  # fmt: skip
-    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120).stdout
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _statuses(proc: Any, seconds: float) -> Result:
+    out, err = proc.communicate(timeout=seconds + 120)
     for line in out.splitlines():
         if line.startswith("STATUSES "):
             ok, limited, unavailable, other = map(int, line.split()[1:])
-            result = Result(Counter({200: ok, 429: limited, 503: unavailable, 0: other}))
-            return result
-    raise RuntimeError(f"wrk failed: {out[-500:]}")
+            return Result(Counter({200: ok, 429: limited, 503: unavailable, 0: other}))
+    raise RuntimeError(f"wrk failed: {out[-500:]} {err[-500:]}")
 
 
-def clear_of_a_minute_edge(needed: float) -> None:
-    """Wait until ``needed`` seconds fit before the next turn of a minute."""
-    left = 60.0 - time.time() % 60.0
+def wrk_flood(url: str, path: str, seconds: float, connections: int = 1000) -> Result:
+    """``wrk -t2 -c<connections>`` on ``path`` for ``seconds``: responses by status."""
+    return _statuses(_wrk(url + path, seconds, connections, 2), seconds)
+
+
+def wrk_floods(url: str, paths: list[str], seconds: float, connections: int) -> list[Result]:
+    """One ``wrk -t1 -c<connections>`` per path, all at once, for ``seconds``."""
+    procs = [_wrk(url + path, seconds, connections, 1) for path in paths]
+    return [_statuses(proc, seconds) for proc in procs]
+
+
+def clear_of_a_minute_edge(needed: float, period: float = 60.0) -> None:
+    """Wait until ``needed`` seconds fit before the next edge of a fixed window of
+    ``period`` seconds (aligned to the clock)."""
+    left = period - time.time() % period
     if left < needed:
         time.sleep(left + 0.05)
 

@@ -226,6 +226,22 @@ async def test_backend_failure_fails_closed(failing: FailingBackend) -> None:
     assert response.json()["status"] == 503
 
 
+@pytest.mark.parametrize("on_error", ["allow", "deny", "local"])
+async def test_an_overloaded_process_sheds_whatever_on_error_says(on_error: str) -> None:
+    """A decision this process was too busy to finish (``kind="overload"``) is never a reason
+    to admit: 503 problem+json with Retry-After, under every on_error; shadow mode admits."""
+    from ratelimit.errors import BackendError
+
+    overloaded = FailingBackend(BackendError("too busy", kind="overload"))
+    async with asgi_client(middleware(overloaded, on_error=on_error)) as client:
+        response = await client.post("/login")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "too busy to decide" in response.json()["detail"]
+    async with asgi_client(middleware(overloaded, on_error="allow", shadow=True)) as client:
+        assert (await client.post("/login")).status_code == 200
+
+
 async def test_streaming_response_gets_headers_exactly_once(memory: MemoryBackend) -> None:
     """A streamed body keeps its chunks and gets each rate-limit header once."""
     async with asgi_client(middleware(memory)) as client:

@@ -1,0 +1,117 @@
+"""A flood is not an outage (SPEC §4): the limit holds on real servers under floods.
+
+Real gunicorn servers with 4 workers — ``uvicorn.workers.UvicornWorker`` (asyncio, uvloop and
+httptools) and ``gthread`` with 32 threads (sync redis-py) — run the default config (so
+``timeout = 0.1`` and ``on_error = "allow"``) on a real, healthy Redis, one route per
+algorithm (``benchmarks/flood.py`` builds the apps and the clients). One client identity, so
+each route admits its limit in all, across the four workers:
+
+* 1,000 requests released at once on one route → exactly the limit (the buckets: plus what
+  refills meanwhile), and no circuit-breaker WARNING;
+* a sustained flood (``wrk``, 5 s, 500 connections over the five routes) → the same;
+* Redis paused (``SIGSTOP``) → every request is answered within ``timeout`` + 50 ms.
+
+The limits are per hour, so that nothing refills during a test (a bucket refills 100/3600 per
+second) and a fixed window's edge is an hour away (the test waits if it is not).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from benchmarks.flood import (
+    ALGORITHMS,
+    Server,
+    burst,
+    clear_of_a_minute_edge,
+    flood_server,
+    sequential,
+    wrk_floods,
+)
+from tests.support.redis_server import RedisServer, redis_server
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+LIMIT = 100
+PERIOD = 3600.0
+RATE = f"{LIMIT}/hour"
+FLOOD_SECONDS = 5.0
+STACKS = ("uvicorn", "gthread")
+
+
+def _most(name: str, seconds: float) -> int:
+    """The most a route may admit in ``seconds`` from a fresh key: its limit, plus for the
+    buckets what refills meanwhile (SPEC §2: capacity + ⌊Δ · r⌋)."""
+    if name in ("token", "leaky"):
+        return LIMIT + math.floor(seconds * LIMIT / PERIOD) + 1
+    return LIMIT
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    """A real redis-server of the module's own."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("no redis-server binary")
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def server(request: pytest.FixtureRequest, redis: RedisServer) -> Iterator[Server]:
+    """A gunicorn server with 4 workers of the stack's kind, default config, Redis backend
+    (emptied first: each stack starts from fresh counters)."""
+    redis.command("FLUSHALL")
+    with flood_server(request.param, redis.url, workers=4, rate=RATE) as running:
+        yield running
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_a_burst_of_1000_admits_exactly_the_limit(server: Server, name: str) -> None:
+    """1,000 requests at once on one route of a 4-worker server admit exactly its limit, and
+    the healthy Redis is never taken for a failing one."""
+    clear_of_a_minute_edge(60.0, PERIOD)
+    began = time.monotonic()
+    got = burst(server.url, f"/burst/{name}", 1000)
+    elapsed = time.monotonic() - began
+    assert got.errors == 0, got.line()
+    assert sum(got.statuses.values()) == 1000, got.line()
+    assert LIMIT <= got.admitted <= _most(name, elapsed), got.line()
+    assert got.statuses[503] == 0, got.line()
+    assert server.breaker_lines() == []
+
+
+def test_a_sustained_flood_admits_exactly_the_limit(server: Server) -> None:
+    """``wrk`` with 500 connections for 5 s over the five routes: each admits exactly its
+    limit, and no breaker WARNING is logged."""
+    clear_of_a_minute_edge(FLOOD_SECONDS + 60.0, PERIOD)
+    paths = [f"/flood/{name}" for name in ALGORITHMS]
+    results = wrk_floods(server.url, paths, FLOOD_SECONDS, connections=100)
+    for name, got in zip(ALGORITHMS, results, strict=True):
+        total = sum(got.statuses.values())
+        assert total > 5 * LIMIT, f"{name}: the flood was too small to tell: {got.line()}"
+        assert LIMIT <= got.admitted <= _most(name, FLOOD_SECONDS + 10), f"{name}: {got.line()}"
+    assert server.breaker_lines() == []
+
+
+def test_a_paused_redis_answers_every_request_within_the_timeout(
+    server: Server, redis: RedisServer
+) -> None:
+    """With Redis stopped (``SIGSTOP``), every request is answered (admitted: ``on_error =
+    "allow"``) within ``timeout`` + 50 ms, and the workers log at most one WARNING each."""
+    before = len(server.breaker_lines())
+    assert redis.process is not None
+    os.kill(redis.process.pid, signal.SIGSTOP)
+    try:
+        got = sequential(server.url, "/paused/fixed", 12)
+    finally:
+        os.kill(redis.process.pid, signal.SIGCONT)
+    assert got.admitted == 12, got.line()
+    assert got.slowest <= 0.1 + 0.05, f"slowest answer {got.slowest:.3f}s"
+    assert len(server.breaker_lines()) - before <= 4
