@@ -108,10 +108,20 @@ def wsgi_app() -> Any:
 
 
 STACKS = ("uvicorn", "gthread")
+#: Stacks the tests also try (not in the benchmark's table): waitress, one process of 32
+#: threads.
+EXTRA_STACKS = ("waitress",)
 
 
 def server_command(stack: str, port: int, workers: int = 4) -> list[str]:
-    """gunicorn with ``workers`` workers of the stack's kind, on ``port``."""
+    """gunicorn with ``workers`` workers of the stack's kind, on ``port`` (``waitress``: one
+    process, 32 threads)."""
+    if stack == "waitress":
+        return [
+            sys.executable, "-m", "waitress", "--listen", f"127.0.0.1:{port}", "--threads",
+            "32", "--backlog", "4096", "--connection-limit", "2000", "--call",
+            "benchmarks.flood:wsgi_app",
+        ]  # fmt: skip
     common = ["--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--log-level", "warning"]
     if stack == "uvicorn":
         app = ["benchmarks.flood:asgi_app()", "--worker-class", "uvicorn.workers.UvicornWorker"]
@@ -134,6 +144,11 @@ class Server:
         """The circuit-breaker WARNING lines logged so far."""
         text = self.log.read_text(errors="replace")
         return [line for line in text.splitlines() if "circuit open" in line]
+
+    def tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log (for a failure message)."""
+        text = self.log.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ second) and a fixed window's edge is an hour away (the test waits if it is not).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -54,12 +55,22 @@ def _most(name: str, seconds: float) -> int:
     return LIMIT
 
 
+def _first(server: RedisServer) -> None:
+    """Let Redis run before the flood's processes when the CPU is short (the suite runs the
+    servers, the load and Redis on one small machine; in production Redis has a machine of
+    its own): a healthy Redis is what these tests are about. Needs root; else left as is."""
+    assert server.process is not None
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, server.process.pid, -10)
+
+
 @pytest.fixture(scope="module")
 def redis() -> Iterator[RedisServer]:
     """A real redis-server of the module's own."""
     if shutil.which("redis-server") is None:
         pytest.skip("no redis-server binary")
     with redis_server() as server:
+        _first(server)
         yield server
 
 
@@ -82,8 +93,8 @@ def test_a_burst_of_1000_admits_exactly_the_limit(server: Server, name: str) -> 
     elapsed = time.monotonic() - began
     assert got.errors == 0, got.line()
     assert sum(got.statuses.values()) == 1000, got.line()
-    assert LIMIT <= got.admitted <= _most(name, elapsed), got.line()
-    assert got.statuses[503] == 0, got.line()
+    assert LIMIT <= got.admitted <= _most(name, elapsed), f"{got.line()}\n{server.tail()}"
+    assert got.statuses[503] == 0, f"{got.line()}\n{server.tail()}"
     assert server.breaker_lines() == []
 
 
@@ -96,7 +107,8 @@ def test_a_sustained_flood_admits_exactly_the_limit(server: Server) -> None:
     for name, got in zip(ALGORITHMS, results, strict=True):
         total = sum(got.statuses.values())
         assert total > 5 * LIMIT, f"{name}: the flood was too small to tell: {got.line()}"
-        assert LIMIT <= got.admitted <= _most(name, FLOOD_SECONDS + 10), f"{name}: {got.line()}"
+        admitted = f"{name}: {got.line()}\n{server.tail()}"
+        assert LIMIT <= got.admitted <= _most(name, FLOOD_SECONDS + 10), admitted
     assert server.breaker_lines() == []
 
 
@@ -115,3 +127,37 @@ def test_a_paused_redis_answers_every_request_within_the_timeout(
     assert got.admitted == 12, got.line()
     assert got.slowest <= 0.1 + 0.05, f"slowest answer {got.slowest:.3f}s"
     assert len(server.breaker_lines()) - before <= 4
+
+
+@pytest.mark.parametrize("name", ["fixed", "log"])
+def test_a_burst_on_waitress_admits_exactly_the_limit(redis: RedisServer, name: str) -> None:
+    """waitress (one process, 32 threads, the sync client): 1,000 requests at once admit
+    exactly the limit, with no breaker line."""
+    redis.command("FLUSHALL")
+    with flood_server("waitress", redis.url, rate=RATE) as server:
+        clear_of_a_minute_edge(60.0, PERIOD)
+        got = burst(server.url, f"/burst/{name}", 1000)
+        assert got.errors == 0 and got.statuses[503] == 0, f"{got.line()}\n{server.tail()}"
+        assert got.admitted == LIMIT, f"{got.line()}\n{server.tail()}"
+        assert server.breaker_lines() == []
+
+
+def test_a_burst_on_redis_cluster_admits_exactly_the_limit() -> None:
+    """The same burst of 1,000 on 4 UvicornWorkers over a 3-master Redis Cluster (the
+    asyncio cluster client's pipelines) admits exactly the limit, with no breaker line."""
+    from tests.support.redis_server import redis_cluster
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("no redis-server binary")
+    with redis_cluster(3) as cluster, flood_server("uvicorn", cluster.url, rate=RATE) as server:
+        for node in cluster.nodes:
+            _first(node)
+        for name in ("fixed", "token"):
+            clear_of_a_minute_edge(60.0, PERIOD)
+            began = time.monotonic()
+            got = burst(server.url, f"/burst/{name}", 1000)
+            elapsed = time.monotonic() - began
+            assert got.errors == 0 and got.statuses[503] == 0, got.line()
+            admitted = f"{name}: {got.line()}\n{server.tail()}"
+            assert LIMIT <= got.admitted <= _most(name, elapsed), admitted
+        assert server.breaker_lines() == []
