@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -86,6 +88,8 @@ __all__ = [
     "Pending",
     "Plan",
     "RejectHandler",
+    "live_engines",
+    "switch_off",
 ]
 
 log = logging.getLogger("ratelimit")
@@ -177,6 +181,25 @@ class Outcome(NamedTuple):
 
 _PASS = Outcome(None, [], 0.0, None, "allowed")
 
+#: Every engine of the process, for :mod:`ratelimit.testing` (weakly: never kept alive).
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+#: How many :func:`ratelimit.testing.disabled` blocks are open in the process: while this is
+#: not 0, :meth:`Engine.run` and :meth:`Engine.arun` admit every request, with no headers.
+_off = 0
+_off_lock = threading.Lock()
+
+
+def switch_off(delta: int) -> None:
+    """Open (``+1``) or close (``-1``) one :func:`ratelimit.testing.disabled` block."""
+    global _off
+    with _off_lock:
+        _off += delta
+
+
+def live_engines() -> list[Engine]:
+    """Every engine of the process still in use (middlewares, decorators' engines)."""
+    return list(_ENGINES)
+
 
 def scaled(limit: Limit, fraction: float) -> Limit:
     """``limit`` with its limit (and burst) multiplied by ``fraction``, at least 1 each: the
@@ -225,6 +248,7 @@ class Engine:
             None if isinstance(self.backend, MemoryBackend) else RejectionCache()
         )
         self._shadow_logged: dict[tuple[str, str], float] = {}
+        _ENGINES.add(self)
         #: The blocking adapter this engine serves, once :meth:`require_sync` was called.
         self._sync_adapter: str | None = None
         self._apply(cfg)
@@ -780,12 +804,16 @@ class Engine:
 
     def run(self, plan: Plan, request: RequestInfo) -> Outcome:
         """Decide ``request`` with the blocking backend API."""
+        if _off:  # ratelimit.testing.disabled(): admitted, undecided, no headers
+            return _PASS
         start = time.perf_counter() if self.observer is not None else 0.0
         outcome, local, failed = self._drive(self.flow(plan, request))
         return self._finish(plan, request, outcome, local, failed, start)
 
     async def arun(self, plan: Plan, request: RequestInfo) -> Outcome:
         """Decide ``request`` with the asyncio backend API."""
+        if _off:  # ratelimit.testing.disabled(): admitted, undecided, no headers
+            return _PASS
         start = time.perf_counter() if self.observer is not None else 0.0
         outcome, local, failed = await self._adrive(self.flow(plan, request))
         return self._finish(plan, request, outcome, local, failed, start)
