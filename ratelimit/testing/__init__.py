@@ -73,7 +73,9 @@ class FakeClock:
         """Make the engines of ``target`` (see :func:`engines_of`; ``None``: every engine of
         the process) decide on this clock: their backends (memory, and Redis, which then
         uses it instead of Redis ``TIME``), their ``on_error = "local"`` stand-in and their
-        rejection cache. Undone by :meth:`uninstall` or at the end of a ``with`` block::
+        rejection cache. A backend without a settable ``clock`` is a ``TypeError`` (skipped
+        when ``target`` is ``None``). Undone by :meth:`uninstall`, or at the end of a
+        ``with`` block::
 
             with FakeClock().install(app) as clock:
                 ...
@@ -82,22 +84,27 @@ class FakeClock:
         the test, or :func:`reset` after installing. Returns the clock.
         """
         for owner in _clocked(target):
-            if hasattr(type(owner), "clock"):  # a backend
-                self._replaced.append((owner, owner.clock))
-                owner.clock = self
-            else:  # a rejection cache: it compares its entries' times with this clock
+            if isinstance(owner, RejectionCache):  # it times the rejections it repeats
                 self._replaced.append((owner, owner._clock))
                 owner._clock = self
+            elif hasattr(type(owner), "clock"):
+                self._replaced.append((owner, owner.clock))
+                owner.clock = self
+            elif target is not None:
+                raise TypeError(
+                    f"cannot install a clock on {owner!r}: it has no settable clock "
+                    "(give the clock to the backend when building it instead)"
+                )
         return self
 
     def uninstall(self) -> None:
         """Give back the clocks :meth:`install` replaced (most recent first)."""
         while self._replaced:
             owner, clock = self._replaced.pop()
-            if hasattr(type(owner), "clock"):
-                owner.clock = clock
-            else:
+            if isinstance(owner, RejectionCache):
                 owner._clock = clock
+            else:
+                owner.clock = clock
 
     def __enter__(self) -> FakeClock:
         return self
