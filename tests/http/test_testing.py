@@ -30,7 +30,7 @@ from ratelimit.contrib.starlette import limit as starlette_limit
 from ratelimit.http.engine import Engine
 from ratelimit.testing import FakeClock, disabled, engines_of, is_disabled, reset
 from ratelimit.wsgi import RateLimitMiddleware as WsgiMiddleware
-from tests.http.conftest import RecordingBackend, asgi_client
+from tests.http.conftest import FailingBackend, RecordingBackend, asgi_client
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {"rules": [{"name": "r", "path": "/**", "limit": "2/minute"}]}
@@ -379,3 +379,15 @@ def test_pytest_plugin_fixtures_work_through_the_entry_point(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 passed" in result.stdout
+
+
+def test_reset_skips_what_it_cannot_clear_only_without_a_target() -> None:
+    """A backend with no ``clear()`` is a ``TypeError`` for ``reset(app)``, and skipped by
+    ``reset()`` of every engine (which still clears the others)."""
+    odd = WsgiMiddleware(wsgi_hello, config=CONFIG, backend=FailingBackend())
+    plain = WsgiMiddleware(wsgi_hello, config=CONFIG)
+    assert wsgi_codes(plain, 3) == LIMITED
+    with pytest.raises(TypeError, match="without a clear"):
+        reset(odd)
+    reset()
+    assert wsgi_codes(plain, 1) == LIMITED[:1]
