@@ -361,3 +361,19 @@ def test_blocking_engine_run_refuses_async_functions(what: str) -> None:
     request = RequestInfo("GET", "/", "192.0.2.1")
     with pytest.raises(TypeError, match=f"the {what} function .* returned an awaitable"):
         engine.run(plan, request)
+
+
+async def test_asgi_shadow_mode_with_an_async_key(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In shadow mode an async key's rejections are admitted and logged once, with no
+    coroutine left un-awaited (warnings are errors here)."""
+    config = {
+        "shadow": True,
+        "rules": [{"name": "r", "path": "/**", "limit": "1/minute", "key": async_key}],
+    }
+    caplog.set_level("INFO", logger="ratelimit")
+    async with asgi_client(asgi_app(config, MemoryBackend(clock=clock))) as client:
+        codes = [(await client.get("/", headers={"x-client": "a"})).status_code for _ in range(3)]
+    assert codes == [200, 200, 200]
+    assert caplog.text.count("shadow mode: would reject") == 1
