@@ -103,6 +103,7 @@ class RateLimitMiddleware:
     ) -> None:
         self.app = app
         self.engine = engine or Engine(config, backend=backend, on_reject=on_reject)
+        self.engine.require_sync("the WSGI middleware")
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         engine = self.engine

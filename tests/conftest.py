@@ -8,24 +8,18 @@ from collections.abc import Generator, Iterator
 import pytest
 
 from ratelimit import MemoryBackend
+from ratelimit.testing import FakeClock
+
+__all__ = ["FakeClock"]
 
 
-class FakeClock:
-    """A clock the test moves by hand: ``clock()`` returns seconds as a float."""
+def pytest_configure(config: pytest.Config) -> None:
+    """Load ratelimit's pytest plugin where its entry point is not installed (a checkout
+    run without ``pip install -e``); installed, pytest loaded it already."""
+    if not config.pluginmanager.has_plugin("ratelimit"):
+        from ratelimit.testing import pytest_plugin
 
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward by ``seconds``."""
-        self.now += seconds
-
-    def set_ms(self, ms: int) -> None:
-        """Put the clock at exactly ``ms`` milliseconds."""
-        self.now = ms / 1000
+        config.pluginmanager.register(pytest_plugin, "ratelimit")
 
 
 @pytest.fixture

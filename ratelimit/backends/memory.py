@@ -84,6 +84,27 @@ class MemoryBackend:
         """The number of counters currently held."""
         return self._size
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock (seconds as a float); settable, for example to a
+        :class:`ratelimit.testing.FakeClock` on a running application. A
+        :class:`~ratelimit.Limiter` built over this backend before the change keeps the old
+        clock: build it after, or pass ``clock=`` to the backend."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        with self._lock:
+            self._clock = clock
+            self._monotonic_ns = time.monotonic_ns if clock is time.monotonic else None
+            self.limiter_hit = self._bind_hit()
+
+    def clear(self) -> None:
+        """Forget every counter: every client of every limit starts fresh."""
+        with self._lock:
+            self._tables.clear()
+            self._size = 0
+
     def now_ms(self) -> int:
         """The backend clock in whole milliseconds."""
         if self._monotonic_ns is not None:

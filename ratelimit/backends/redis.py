@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import threading
 import time
 import weakref
@@ -438,6 +439,48 @@ class RedisBackend:
         if not 0 <= ms < 1 << 48:
             raise BackendError(f"the clock gave {ms} ms: the Redis backend needs 0 ≤ t < 2**48")
         return b"%d" % ms
+
+    @property
+    def clock(self) -> Callable[[], float] | None:
+        """The clock of the decisions (seconds), or ``None`` for Redis ``TIME``; settable,
+        for example to a :class:`ratelimit.testing.FakeClock`."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float] | None) -> None:
+        if clock is not None and not callable(clock):
+            raise ConfigError(f"clock must be a callable returning seconds, got {clock!r}")
+        self._clock = clock
+
+    def clear(self, batch: int = 1000) -> int:
+        """Delete every key under this backend's :attr:`prefix` (counters, leases, top
+        lists), ``SCAN``-ning ``batch`` keys at a time: for tests and tools, not for a busy
+        production database. Returns how many keys were deleted.
+
+        Raises:
+            ConfigError: the prefix is empty (that would match every key of the database).
+        """
+        if not self.prefix:
+            raise ConfigError("refusing to clear a RedisBackend with an empty prefix")
+        pattern = re.sub(rb"([*?\[\]\\])", rb"\\\1", self._prefix) + b"*"
+        self._check()
+        client = self._sync_client()
+        deleted = 0
+        try:
+            keys: list[bytes] = []
+            for key in client.scan_iter(match=pattern, count=batch):
+                keys.append(key)
+                if len(keys) >= batch:
+                    deleted += client.delete(*keys)
+                    keys = []
+            if keys:
+                deleted += client.delete(*keys)
+        except Exception as exc:
+            error = self._failed(exc)
+            if error is None:
+                raise
+            raise error from exc
+        return deleted
 
     # -- failures and health --------------------------------------------------------------
 

@@ -112,6 +112,7 @@ class RateLimit:
         name = f'app.config["{CONFIG_KEY}"]' if isinstance(source, Mapping) else None
         config = load_config(source, name=name)
         engine = Engine(config, backend=self.backend, on_reject=self.on_reject)
+        engine.require_sync("Flask")
         self._engines[app] = engine
         app.extensions[EXTENSION_KEY] = self
         app.wsgi_app = RateLimitMiddleware(  # type: ignore[method-assign]
@@ -232,6 +233,7 @@ def limit(
             key=key,
             cost=cost,
             methods=methods,
+            blocking="Flask",
         )
         inner = getattr(view, "__ratelimit_view__", view)
         rules: tuple[Rule, ...] = (rule, *getattr(view, _RULES_ATTR, ()))

@@ -20,6 +20,10 @@ flood must never be a reason to admit. Anything else raised while deciding — a
 function of the user's, a bug of ours — propagates, so it is a 500 from the framework and
 not a silent fail-open.
 
+Key, tier and cost functions may be ``async def``: the flow then yields an ``AWAIT`` step,
+which the asyncio driver awaits and the blocking driver refuses with ``TypeError``. The
+blocking adapters refuse such functions at start-up already (:meth:`Engine.require_sync`).
+
 Matching rules that identify clients the same way and share a cost are one group, checked in
 one ``decide`` call. Rules that need different keys (say ``ip`` and ``header:x-api-key``) or
 costs make several groups: they are still checked in one atomic call, ``decide_each``, on
@@ -31,9 +35,12 @@ concurrent request can slip between those calls (within a group it never can).
 
 from __future__ import annotations
 
+import inspect
 import logging
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -55,7 +62,14 @@ from ratelimit.http.headers import (
     too_many_requests,
     without_body,
 )
-from ratelimit.http.keys import ClientIdentity, RequestInfo, compile_key
+from ratelimit.http.keys import (
+    ClientIdentity,
+    RequestInfo,
+    awaitable_error,
+    compile_key,
+    is_async_callable,
+    refuse_async,
+)
 from ratelimit.http.policies import content_length, counts, declared_length, in_networks
 from ratelimit.http.rejections import RejectionCache
 from ratelimit.http.reload import ConfigWatch
@@ -68,13 +82,28 @@ if TYPE_CHECKING:
     from ratelimit.metrics.observer import Observer
     from ratelimit.metrics.top import TopList
 
-__all__ = ["OUTCOME_KINDS", "Call", "Engine", "Outcome", "Pending", "Plan", "RejectHandler"]
+__all__ = [
+    "AWAIT",
+    "OUTCOME_KINDS",
+    "Call",
+    "Engine",
+    "Outcome",
+    "Pending",
+    "Plan",
+    "RejectHandler",
+    "live_engines",
+    "switch_off",
+]
 
 log = logging.getLogger("ratelimit")
 
 #: One backend call: the method name (``decide`` or ``decide_each``; the async drivers call
 #: the ``a``-prefixed twin) and its arguments.
 Call = tuple[str, tuple[Any, ...]]
+#: The flow step ``(AWAIT, (awaitable, what, function))``: the value of an ``async def``
+#: ``key``, ``tier`` or ``cost`` function, awaited by the asyncio driver (the blocking one
+#: raises ``TypeError``).
+AWAIT = "await"
 #: One group's part of a decision: the client key, the limits and the cost.
 GroupCall = tuple[str, tuple[Limit, ...], int]
 #: An overridable 429 handler: ``(request, decision) -> Reply``. The rate-limit headers are
@@ -159,6 +188,25 @@ class Outcome(NamedTuple):
 
 _PASS = Outcome(None, [], 0.0, None, "allowed")
 
+#: Every engine of the process, for :mod:`ratelimit.testing` (weakly: never kept alive).
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+#: How many :func:`ratelimit.testing.disabled` blocks are open in the process: while this is
+#: not 0, :meth:`Engine.run` and :meth:`Engine.arun` admit every request, with no headers.
+_off = 0
+_off_lock = threading.Lock()
+
+
+def switch_off(delta: int) -> None:
+    """Open (``+1``) or close (``-1``) one :func:`ratelimit.testing.disabled` block."""
+    global _off
+    with _off_lock:
+        _off += delta
+
+
+def live_engines() -> list[Engine]:
+    """Every engine of the process still in use (middlewares, decorators' engines)."""
+    return list(_ENGINES)
+
 
 def scaled(limit: Limit, fraction: float) -> Limit:
     """``limit`` with its limit (and burst) multiplied by ``fraction``, at least 1 each: the
@@ -207,6 +255,9 @@ class Engine:
             None if isinstance(self.backend, MemoryBackend) else RejectionCache()
         )
         self._shadow_logged: dict[tuple[str, str], float] = {}
+        _ENGINES.add(self)
+        #: The blocking adapter this engine serves, once :meth:`require_sync` was called.
+        self._sync_adapter: str | None = None
         self._apply(cfg)
         #: ``reload = true``: the file watched, and when to look at it next.
         self._watch: ConfigWatch | None = None
@@ -245,8 +296,37 @@ class Engine:
         self.rules = cfg.rules
         #: Whether some rule identifies clients by user (async adapters then load the user).
         self.uses_user = any(cfg.key_of(rule) == "user" for rule in cfg.rules)
+        #: The settings naming ``async def`` functions (``"<source>: rules[0].key"``, ...).
+        self.async_settings = self._async_settings(cfg)
         self.config: Config = cfg
         self.loaded_at = time.time()
+
+    def _async_settings(self, cfg: Config) -> tuple[str, ...]:
+        """Where ``cfg`` names an ``async def`` key, tier or cost function (see
+        :meth:`require_sync`)."""
+        found = []
+        if is_async_callable(compile_key(cfg.key, self.identity)):
+            found.append(f"{cfg.source}: key")
+        for index, rule in enumerate(cfg.rules):
+            where = f"{cfg.source}: rules[{index}]."
+            if rule.key is not None and is_async_callable(compile_key(rule.key, self.identity)):
+                found.append(where + "key")
+            if rule.tier is not None and is_async_callable(rule.tier):
+                found.append(where + "tier")
+            if callable(rule.cost) and is_async_callable(rule.cost):
+                found.append(where + "cost")
+        return tuple(found)
+
+    def require_sync(self, adapter: str) -> None:
+        """Refuse ``async def`` key, tier and cost functions for a blocking ``adapter`` (WSGI,
+        Flask, Django's sync path), at start-up: it decides in a worker thread, where there
+        is no event loop to await them. Also checked on every config reload from then on.
+
+        Raises:
+            ConfigError: naming the first such setting and saying why.
+        """
+        self._sync_adapter = adapter
+        refuse_async(self.async_settings, adapter)
 
     def reload(self) -> bool:
         """Read the config file again and take its rules (``reload = true`` calls this when
@@ -256,6 +336,8 @@ class Engine:
         source = self.config.source
         try:
             cfg = load_config(source)
+            if self._sync_adapter is not None:
+                refuse_async(self._async_settings(cfg), self._sync_adapter)
         except ConfigError as exc:
             log.error("config reload failed, keeping the rules loaded before: %s", exc)
             return False
@@ -313,7 +395,7 @@ class Engine:
         for rule in rules:
             self._register(rule)
             key = self.key_function(rule)
-            if rule.has_policies:
+            if rule.has_policies or is_async_callable(key):  # resolved per request
                 slot: Any = ("rule", rule.name)
                 heads[slot] = (key, rule.cost, rule)
             else:
@@ -423,6 +505,8 @@ class Engine:
             limits = group.limits
             if rule.tier is not None:
                 tier = rule.tier(request)
+                if tier is not None and tier.__class__ is not str and inspect.isawaitable(tier):
+                    tier = yield (AWAIT, (tier, "tier", rule.tier))
                 if tier is not None and tier in rule.tiers:
                     chosen = rule.tiers[tier]
                     shown = self._shown(plan, shown, limits, chosen or ())
@@ -439,10 +523,15 @@ class Engine:
             elif isinstance(group.cost, int):
                 cost = group.cost
             else:
-                cost = request_cost(group.cost, request)
+                value = group.cost(request)
+                if value.__class__ is not int and inspect.isawaitable(value):
+                    value = yield (AWAIT, (value, "cost", group.cost))
+                cost = checked_cost(group.cost, value)
             if cost == 0:
                 continue  # weighs nothing: passes uncounted
             key = group.key(request)
+            if key.__class__ is not str:  # an async key function's awaitable
+                key = yield (AWAIT, (key, "key", group.key))
             for limit in limits:
                 owners[limit.id] = (key, rule)
             if rule.is_concurrency:
@@ -650,7 +739,11 @@ class Engine:
         if plan is not None:
             for group in plan.groups:
                 if any(limit.id == decision.policy.id for limit in group.limits):
-                    client = group.key(request)
+                    value: Any = group.key(request)
+                    if isinstance(value, str):
+                        client = value
+                    else:  # an async key function's awaitable: not awaited here
+                        value.close()
         seen = self._shadow_logged
         now = time.monotonic()
         slot = (decision.policy.id, client)
@@ -703,6 +796,10 @@ class Engine:
             call = next(flow)  # StopIteration at once: answered without the backend
             while True:
                 name, args = call
+                if name is AWAIT:
+                    flow.close()
+                    value, what, func = args
+                    raise awaitable_error(what, func, value)
                 try:
                     result = getattr(self.backend, name)(*args)
                 except BackendError as error:
@@ -722,6 +819,9 @@ class Engine:
             call = next(flow)
             while True:
                 name, args = call
+                if name is AWAIT:  # a user function's value: its errors propagate
+                    call = flow.send(await args[0])
+                    continue
                 try:
                     result = await getattr(self.backend, "a" + name)(*args)
                 except BackendError as error:
@@ -736,12 +836,16 @@ class Engine:
 
     def run(self, plan: Plan, request: RequestInfo) -> Outcome:
         """Decide ``request`` with the blocking backend API."""
+        if _off:  # ratelimit.testing.disabled(): admitted, undecided, no headers
+            return _PASS
         start = time.perf_counter() if self.observer is not None else 0.0
         outcome, local, failed = self._drive(self.flow(plan, request))
         return self._finish(plan, request, outcome, local, failed, start)
 
     async def arun(self, plan: Plan, request: RequestInfo) -> Outcome:
         """Decide ``request`` with the asyncio backend API."""
+        if _off:  # ratelimit.testing.disabled(): admitted, undecided, no headers
+            return _PASS
         start = time.perf_counter() if self.observer is not None else 0.0
         outcome, local, failed = await self._adrive(self.flow(plan, request))
         return self._finish(plan, request, outcome, local, failed, start)
@@ -790,7 +894,14 @@ class Engine:
 def request_cost(func: Callable[[RequestInfo], int], request: RequestInfo) -> int:
     """The cost a rule's cost function gives ``request``: a whole number ≥ 0. Anything else
     is a bug in the function, raised as such (not an outage)."""
-    cost = func(request)
+    return checked_cost(func, func(request))
+
+
+def checked_cost(func: Callable[..., Any], cost: Any) -> int:
+    """``cost``, the value of the cost function ``func``, if it is a whole number ≥ 0; else
+    ``TypeError`` (a bug in the function, not an outage)."""
     if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+        if inspect.isawaitable(cost):
+            raise awaitable_error("cost", func, cost)
         raise TypeError(f"the cost function {func!r} returned {cost!r}, not a whole number ≥ 0")
     return cost

@@ -12,9 +12,11 @@ sending garbage. ``::ffff:a.b.c.d`` counts as ``a.b.c.d``; other IPv6 addresses 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from ipaddress import (
     IPv4Address,
@@ -33,11 +35,14 @@ __all__ = [
     "KeyFunc",
     "KeySpec",
     "RequestInfo",
+    "awaitable_error",
     "bounded_identity",
     "compile_key",
     "counter_key",
+    "is_async_callable",
     "key_prefix",
     "normalize_ip",
+    "refuse_async",
 ]
 
 #: A key function: given the request, the client identity (``None`` falls back to ``ip``).
@@ -310,6 +315,51 @@ def import_callable(spec: str, what: str = "key", usage: str = "") -> Callable[.
     return result
 
 
+def is_async_callable(func: object) -> bool:
+    """Whether calling ``func`` gives an awaitable: an ``async def`` function, a
+    :func:`functools.partial` of one, or an object whose ``__call__`` is ``async def``.
+
+    A ``key``, ``tier`` or ``cost`` function of this kind is awaited by the asyncio adapters
+    and refused at start-up by the blocking ones (WSGI, Flask, Django's sync path).
+    """
+    while isinstance(func, functools.partial):
+        func = func.func
+    if inspect.iscoroutinefunction(func):
+        return True
+    if inspect.isroutine(func) or isinstance(func, type):
+        return False
+    return inspect.iscoroutinefunction(getattr(func, "__call__", None))  # noqa: B004
+
+
+def awaitable_error(what: str, func: object, value: object) -> TypeError:
+    """The error for a ``what`` (``key``, ``tier``, ``cost``) function that returned the
+    awaitable ``value`` where a value was due: closes ``value`` (no "never awaited" warning)
+    and says how to fix it. A bug in user code: raised, never a silent bypass."""
+    close = getattr(value, "close", None)
+    if close is not None:
+        close()
+    return TypeError(
+        f"the {what} function {func!r} returned an awaitable ({type(value).__name__}) where "
+        f"a {what} was due. An `async def` {what} function is awaited under ASGI (the ASGI "
+        "middleware, the Starlette decorator, Django's async middleware) and refused at "
+        "start-up under WSGI; declare it with `async def` (or mark it with "
+        "inspect.markcoroutinefunction), or make it return its value"
+    )
+
+
+def refuse_async(settings: Sequence[str], adapter: str) -> None:
+    """Raise :class:`ConfigError` naming the first of ``settings`` (say
+    ``"config: rules[0].key"``), which name ``async def`` functions that the blocking
+    ``adapter`` cannot await; nothing when ``settings`` is empty."""
+    if settings:
+        raise ConfigError(
+            f"{settings[0]}: an async function, which {adapter} cannot await: it decides "
+            "in the worker thread, with no event loop. Make it a plain function, or serve the "
+            "application through ASGI (ratelimit.asgi.RateLimitMiddleware, the Starlette "
+            "decorator, Django's async middleware), which awaits it"
+        )
+
+
 _KEY_USAGE = "ip, user, global, header:<name> or 'module:callable'"
 
 
@@ -334,6 +384,10 @@ def compile_key(spec: KeySpec, identity: ClientIdentity) -> Callable[[RequestInf
 
     ``user``, ``header:<name>`` and custom keys fall back to the client address (``ip:``
     counters) when they yield nothing for a request.
+
+    For an ``async def`` custom function (see :func:`is_async_callable`) the result is an
+    ``async def`` function too, whose awaited value is the counter key: the engine awaits it
+    on the asyncio path. A plain function that returns an awaitable raises ``TypeError``.
     """
     address = identity.client_address
     if spec == "ip":
@@ -362,6 +416,20 @@ def compile_key(spec: KeySpec, identity: ClientIdentity) -> Callable[[RequestInf
         value = func(request)
         if value is None or value == "":
             return "ip:" + address(request)
+        if not isinstance(value, str) and inspect.isawaitable(value):
+            raise awaitable_error("key", func, value)
         return prefix + bounded_identity(str(value))
 
-    return key
+    if not is_async_callable(func):
+        return key
+    afunc: Callable[[RequestInfo], Awaitable[str | None]] = func  # type: ignore[assignment]
+
+    async def akey(request: RequestInfo) -> str:
+        value = await afunc(request)
+        if value is None or value == "":
+            return "ip:" + address(request)
+        if not isinstance(value, str) and inspect.isawaitable(value):
+            raise awaitable_error("key", func, value)
+        return prefix + bounded_identity(str(value))
+
+    return akey  # type: ignore[return-value]  # awaited by the engine (see the docstring)

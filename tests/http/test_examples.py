@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import httpx
 import pytest
 
 from ratelimit.http.config import load_config
+from ratelimit.testing import FakeClock
+from tests.http.conftest import asgi_client
 from tests.support.servers import clear_of_a_minute_edge, server_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,3 +67,50 @@ def test_example_per_view_decorator(framework: str) -> None:
         clear_of_a_minute_edge()  # a fixed window of 3/minute
         codes = [httpx.get(url + "/report").status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
+
+
+# -- in process, with ratelimit.testing's fixtures (what docs/testing.md shows) ----------------
+
+LOGIN = {"username": "u", "password": "p"}
+
+
+@pytest.mark.parametrize("module", ["examples.starlette_app", "examples.fastapi_app"])
+async def test_example_asgi_app_in_process_on_a_fake_clock(
+    module: str, ratelimit_reset: object, ratelimit_clock: FakeClock
+) -> None:
+    """In process, on fresh counters and a fake clock: the sixth login is a 429, and two
+    minutes later by the fake clock (no sleeping) logins pass again."""
+    app = importlib.import_module(module).app
+    ratelimit_clock.install(app)
+    async with asgi_client(app) as client:
+        logins = [(await client.post("/auth/login", json=LOGIN)).status_code for _ in range(6)]
+        ratelimit_clock.advance(120)
+        later = await client.post("/auth/login", json=LOGIN)
+    assert logins == [200] * 5 + [429]
+    assert later.status_code == 200
+
+
+@pytest.mark.parametrize("module", ["examples.starlette_app", "examples.fastapi_app"])
+async def test_example_asgi_app_counters_are_fresh_for_each_test(
+    module: str, ratelimit_reset: object
+) -> None:
+    """The module-level app of the previous test starts this one with fresh counters."""
+    app = importlib.import_module(module).app
+    async with asgi_client(app) as client:
+        first = await client.post("/auth/login", json=LOGIN)
+    assert first.status_code == 200
+    assert first.headers["ratelimit"].startswith('"login";r=4;')
+
+
+async def test_example_starlette_app_with_limits_disabled(ratelimit_disabled: None) -> None:
+    """With ``ratelimit_disabled``, twenty logins and reports pass with no rate-limit headers
+    (the config's rules and the per-endpoint decorator alike)."""
+    from examples.starlette_app import app
+
+    async with asgi_client(app) as client:
+        logins = [await client.post("/auth/login", json=LOGIN) for _ in range(20)]
+        reports = [await client.get("/report") for _ in range(20)]
+    for response in (*logins, *reports):
+        assert response.status_code == 200
+        assert "ratelimit" not in response.headers
+        assert "ratelimit-policy" not in response.headers

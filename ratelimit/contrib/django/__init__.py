@@ -198,6 +198,8 @@ class RateLimitMiddleware:
         self.get_response = get_response
         self.engine = get_engine()
         self.is_async = iscoroutinefunction(get_response)
+        if not self.is_async:
+            self.engine.require_sync("Django's sync middleware path")
         _quiet_own_replies()
         if self.is_async:
             markcoroutinefunction(self)
@@ -325,6 +327,7 @@ def limit(
             key=key,
             cost=cost,
             methods=methods,
+            blocking=None if iscoroutinefunction(view) else "a sync Django view",
         )
         rules = (rule,)
         _quiet_own_replies()
