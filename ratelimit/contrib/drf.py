@@ -50,7 +50,7 @@ try:
     from rest_framework.exceptions import APIException, PermissionDenied
     from rest_framework.settings import api_settings
     from rest_framework.throttling import BaseThrottle
-except ImportError as exc:  # pragma: no cover - depends on the environment
+except ImportError as exc:  # tested by hiding rest_framework (tests/http/test_drf.py)
     raise ImportError(
         "ratelimit.contrib.drf needs Django REST framework: pip install 'ratelimit-middleware[drf]'"
     ) from exc
