@@ -28,17 +28,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from ratelimit.asgi import SCOPE_KEY, request_info
+from ratelimit.asgi import SCOPE_KEY, Scope, request_info
 from ratelimit.backends.base import Backend
 from ratelimit.contrib._decorator import decorator_rule
 from ratelimit.http.config import Config
 from ratelimit.http.engine import Engine
-from ratelimit.http.headers import HeaderPairs
+from ratelimit.http.headers import HeaderPairs, Reply
 from ratelimit.http.keys import KeySpec
 from ratelimit.limits import Limit
 from ratelimit.rate import Rate
 
-__all__ = ["limit"]
+__all__ = ["EngineSource", "limit", "reply_response", "set_headers"]
 
 _REQUEST = "ratelimit_request"
 _RESPONSE = "ratelimit_response"
@@ -52,9 +52,40 @@ def _default_engine() -> Engine:
     return _default
 
 
-def _set_headers(response: Response, headers: HeaderPairs) -> None:
+class EngineSource:
+    """Where an endpoint limit finds its engine: the middleware's (left in the scope by
+    :class:`ratelimit.asgi.RateLimitMiddleware`), else one of its own built from ``config`` /
+    ``backend`` on first use, else the process's shared in-memory engine."""
+
+    def __init__(self, config: Config | Any = None, backend: Backend | None = None) -> None:
+        self.config = config
+        self.backend = backend
+        self._own: Engine | None = None
+
+    def __call__(self, scope: Scope) -> Engine:
+        """The engine for a request's ``scope``."""
+        engine: Engine | None = scope.get(SCOPE_KEY)
+        if engine is not None:
+            return engine
+        if self.config is None and self.backend is None:
+            return _default_engine()
+        if self._own is None:
+            self._own = Engine(self.config, backend=self.backend)
+        return self._own
+
+
+def set_headers(response: Response, headers: HeaderPairs) -> None:
+    """Add the engine's header pairs to a Starlette response."""
     for name, value in headers:
         response.headers.append(name.decode("latin-1"), value.decode("latin-1"))
+
+
+def reply_response(reply: Reply) -> Response:
+    """The Starlette response of an engine's reply (429, 403 or 503), headers as given."""
+    response = Response(reply.body, status_code=reply.status)
+    del response.headers["content-length"]  # the reply's own (a HEAD reply has no body)
+    set_headers(response, reply.headers)
+    return response
 
 
 def limit(
@@ -100,19 +131,9 @@ def limit(
             methods=methods,
         )
         rules = (rule,)
-        own: list[Engine] = []
+        engine_for = EngineSource(config, backend)
         names = {"request": _REQUEST, "response": _RESPONSE}
         is_async = inspect.iscoroutinefunction(endpoint)
-
-        def engine_for(request: HTTPConnection) -> Engine:
-            engine: Engine | None = request.scope.get(SCOPE_KEY)
-            if engine is None:
-                if config is None and backend is None:
-                    return _default_engine()
-                if not own:
-                    own.append(Engine(config, backend=backend))
-                engine = own[0]
-            return engine
 
         @functools.wraps(endpoint)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -130,22 +151,18 @@ def limit(
             method = scope["method"] if scope["type"] == "http" else "GET"
             if not rule.matches(method, "/"):
                 return await _call(endpoint, is_async, args, kwargs)
-            engine = engine_for(request)
+            engine = engine_for(scope)
             outcome = await engine.arun(engine.plan_for_rules(rules), request_info(scope))
             if outcome.reply is not None:
-                reply = outcome.reply
-                response = Response(reply.body, status_code=reply.status)
-                del response.headers["content-length"]
-                _set_headers(response, reply.headers)
-                return response
+                return reply_response(outcome.reply)
             if outcome.delay:
                 await asyncio.sleep(outcome.delay)
             result = await _call(endpoint, is_async, args, kwargs)
             if outcome.headers:
                 if isinstance(result, Response):
-                    _set_headers(result, outcome.headers)
+                    set_headers(result, outcome.headers)
                 elif response_param is not None:
-                    _set_headers(response_param, outcome.headers)
+                    set_headers(response_param, outcome.headers)
             return result
 
         # FastAPI builds its dependencies from the signature: add hidden Request / Response

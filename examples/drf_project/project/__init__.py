@@ -1,0 +1,1 @@
+"""An example Django REST framework project throttled by ratelimit.contrib.drf."""
