@@ -142,7 +142,7 @@ class RateLimitMiddleware:
         path = route_path(scope)
         status = engine.status
         if status is not None and path == status.path and kind == "http":
-            from ratelimit.http.status import asgi_reply  # never rate limited itself
+            from ratelimit.metrics.status import asgi_reply  # never rate limited itself
 
             await send_reply(send, await asgi_reply(status, scope))
             return

@@ -21,6 +21,7 @@ from ratelimit.backends import validate_url
 from ratelimit.errors import ConfigError
 from ratelimit.http.headers import HEADER_MODES
 from ratelimit.http.keys import KeySpec, validate_key
+from ratelimit.http.metrics_config import MetricsConfig, parse_metrics
 from ratelimit.http.policies import (
     Network,
     compile_cost,
@@ -31,7 +32,6 @@ from ratelimit.http.policies import (
 )
 from ratelimit.http.rules import Rule
 from ratelimit.limits import BUCKETS, Limit
-from ratelimit.metrics.config import MetricsConfig, parse_metrics
 from ratelimit.rate import Rate, parse_duration
 
 __all__ = ["ON_ERROR_MODES", "PROXY_HEADERS", "Config", "load_config"]

@@ -345,7 +345,7 @@ def build_observer(engine: Engine, *, clock: Callable[[], float] = time.time) ->
         return None
     recorder = Recorder(engine, clock=clock)
     if config.status_path is not None:
-        from ratelimit.http.status import StatusPage
+        from ratelimit.metrics.status import StatusPage
 
         engine.status = StatusPage(engine, recorder, config)
     return recorder
