@@ -12,7 +12,10 @@ from ratelimit.errors import ConfigError
 
 __all__ = ["Backend", "MemoryBackend", "backend_from_url", "validate_url"]
 
-_SCHEMES = "memory://, redis://, rediss://, unix://, redis+cluster:// or redis+sentinel://"
+_SCHEMES = (
+    "memory://, redis://, rediss://, unix://, redis+cluster://, redis+sentinel:// "
+    "or their Valkey names valkey://, valkeys://, valkey+cluster://, valkey+sentinel://"
+)
 
 
 def _scheme(url: object) -> str:
@@ -85,10 +88,13 @@ def backend_from_url(url: str, *, timeout: float | None = None, **options: Any) 
 
     ``memory://`` (optionally ``?max_keys=N``) gives a :class:`MemoryBackend`;
     ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://`` and ``redis+sentinel://``
-    give a :class:`~ratelimit.RedisBackend` (needs the ``redis`` extra). ``timeout`` bounds
-    each decision's wait on the backend, connecting included: when ``None``, the URL's
-    ``?timeout=``, else 0.1 s (memory never waits). Other keyword options go to the backend.
-    Raises :class:`~ratelimit.ConfigError` naming the URL for anything it cannot use.
+    give a :class:`~ratelimit.RedisBackend` (needs the ``redis`` extra), and so do their
+    Valkey names ``valkey://``, ``valkeys://``, ``valkey+cluster://`` and
+    ``valkey+sentinel://`` (Valkey speaks the Redis protocol; redis-py is the client).
+    ``timeout`` bounds each decision's wait on the backend, connecting included: when
+    ``None``, the URL's ``?timeout=``, else 0.1 s (memory never waits). Other keyword
+    options go to the backend. Raises :class:`~ratelimit.ConfigError` naming the URL for
+    anything it cannot use.
     """
     validate_url(url)
     scheme = _scheme(url)

@@ -18,6 +18,11 @@ Only :class:`~ratelimit.BackendError` is a backend failure: it takes the ``on_er
 function of the user's, a bug of ours — propagates, so it is a 500 from the framework and
 not a silent fail-open.
 
+A backend built from the config's URL is checked once, when the engine is built
+(:func:`check_backend`): a Redis or Valkey server that cannot run Lua scripts raises
+:class:`~ratelimit.ConfigError` there, so the app does not start; a server that does not
+answer yet does not stop it (decisions take the ``on_error`` path until it answers).
+
 Matching rules that identify clients the same way and share a cost are one group, checked in
 one ``decide`` call. Rules that need different keys (say ``ip`` and ``header:x-api-key``) or
 costs make several groups: they are still checked in one atomic call, ``decide_each``, on
@@ -65,7 +70,16 @@ if TYPE_CHECKING:
     from ratelimit.metrics.observer import Observer
     from ratelimit.metrics.top import TopList
 
-__all__ = ["OUTCOME_KINDS", "Call", "Engine", "Outcome", "Pending", "Plan", "RejectHandler"]
+__all__ = [
+    "OUTCOME_KINDS",
+    "Call",
+    "Engine",
+    "Outcome",
+    "Pending",
+    "Plan",
+    "RejectHandler",
+    "check_backend",
+]
 
 log = logging.getLogger("ratelimit")
 
@@ -181,9 +195,10 @@ class Engine:
         on_reject: RejectHandler | None = None,
     ) -> None:
         cfg = load_config(config)
-        self.backend: Backend = (
-            backend if backend is not None else backend_from_url(cfg.backend, timeout=cfg.timeout)
-        )
+        if backend is None:
+            backend = backend_from_url(cfg.backend, timeout=cfg.timeout)
+            check_backend(backend)
+        self.backend: Backend = backend
         self.on_reject = on_reject
         #: Several groups go in one atomic ``decide_each`` call where the backend can join
         #: different clients' keys (see the module docstring).
@@ -749,6 +764,22 @@ class Engine:
         from ratelimit.metrics.observer import engine_atop
 
         return await engine_atop(self, rule, n)
+
+
+def check_backend(backend: Backend) -> None:
+    """Run ``backend.check()`` if it has one (Redis: it answers and runs Lua scripts).
+
+    A :class:`~ratelimit.ConfigError` (a server that cannot run Lua scripts) propagates: the
+    middleware cannot work with that backend. A :class:`~ratelimit.BackendError` (the server
+    does not answer yet) is logged at INFO and passes: an app starts while its Redis is down.
+    """
+    check = getattr(backend, "check", None)
+    if check is None:
+        return
+    try:
+        check()
+    except BackendError as exc:
+        log.info("backend not checked at start-up (%s); decisions will tell", exc)
 
 
 def request_cost(func: Callable[[RequestInfo], int], request: RequestInfo) -> int:
