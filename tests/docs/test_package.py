@@ -56,5 +56,5 @@ def test_ci_runs_every_declared_python_and_django_6() -> None:
     assert "Python 3.11" in script.splitlines()[1]
     for python in declared - {"3.11"}:
         assert f"\nrun_on {python} " in script, python
-    assert '\nrun_on 3.12 "django>=6,<7"' in script
+    assert '\nrun_on 3.12 "django>=6,<7" --\n' in script
     assert "Framework :: Django :: 6.0" in PYPROJECT["project"]["classifiers"]
