@@ -89,7 +89,7 @@ async def test_valkey_url_decides_with_asyncio(valkey: RedisServer) -> None:
     await backend.aclose()
 
 
-def test_valkey_cluster_and_sentinel_urls(tmp_path: Any) -> None:
+def test_valkey_cluster_and_sentinel_urls() -> None:
     """valkey+cluster:// and valkey+sentinel:// reach a real Valkey Cluster and a Valkey
     master through a Valkey Sentinel."""
     if not HAVE_VALKEY:
