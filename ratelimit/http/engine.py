@@ -19,6 +19,11 @@ decide in time, Redis not blamed), which is shed with a 503 whatever ``on_error`
 flood must never be a reason to admit. Anything else raised while deciding — a key or cost
 function of the user's, a bug of ours — propagates, so it is a 500 from the framework and
 not a silent fail-open.
+
+A backend built from the config's URL is checked once, when the engine is built
+(:func:`~ratelimit.backends.check_backend`): a Redis or Valkey server that cannot run Lua
+scripts raises :class:`~ratelimit.ConfigError` there, so the app does not start; a server that
+does not answer yet does not stop it (decisions take the ``on_error`` path until it answers).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from ratelimit.backends import MemoryBackend, backend_from_url
+from ratelimit.backends import MemoryBackend, backend_from_url, check_backend
 from ratelimit.backends.base import Backend
 from ratelimit.errors import ConfigError
 from ratelimit.http import observing
@@ -88,9 +93,10 @@ class Engine:
         on_reject: RejectHandler | None = None,
     ) -> None:
         cfg = load_config(config)
-        self.backend: Backend = (
-            backend if backend is not None else backend_from_url(cfg.backend, timeout=cfg.timeout)
-        )
+        if backend is None:
+            backend = backend_from_url(cfg.backend, timeout=cfg.timeout)
+            check_backend(backend)
+        self.backend: Backend = backend
         self.on_reject = on_reject
         #: Several groups go in one atomic ``decide_each`` call where the backend can join
         #: different clients' keys (see :mod:`ratelimit.http.flow`).
