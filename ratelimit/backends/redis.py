@@ -614,11 +614,12 @@ class RedisBackend:
                 raise
             raise error from exc
 
-    async def acheck(self) -> None:
-        """:meth:`check` for asyncio code (with the event loop's client)."""
+    async def acheck(self, bound: float | None = None) -> None:
+        """:meth:`check` for asyncio code (with the event loop's client), bounded by
+        ``bound`` seconds (default :attr:`timeout`)."""
         client = self._side().client
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout if bound is None else bound):
                 for script in (SCRIPT, LEASE_SCRIPT):
                     await client.script_load(script)
         except Exception as exc:
@@ -628,6 +629,13 @@ class RedisBackend:
             if error is None:
                 raise
             raise error from exc
+
+    async def awarm(self) -> None:
+        """Warm this event loop's client up before traffic: connect (a Cluster client reads
+        its slot map) and load the scripts (:meth:`acheck`), bounded by
+        :attr:`overload_after` — a start-up is not a flood, and a cold Cluster client needs
+        several round trips. Raises like :meth:`acheck`; never counts for the breaker."""
+        await self.acheck(self.overload_after)
 
     def _warn_policy(self, reply: Any) -> None:
         evicting = sorted({p for p in _policies(reply) if p != "noeviction"})

@@ -38,7 +38,7 @@ from typing import Any
 
 from ratelimit.backends import MemoryBackend, backend_from_url, check_backend
 from ratelimit.backends.base import Backend
-from ratelimit.errors import ConfigError
+from ratelimit.errors import BackendError, ConfigError
 from ratelimit.http import observing
 from ratelimit.http.config import Config, load_config
 from ratelimit.http.drivers import adrive, drive
@@ -270,6 +270,18 @@ class Engine:
     async def asettle(self, pending: Pending, status: int) -> None:
         """After the response (asyncio): see :meth:`settle`."""
         await adrive(settle_flow(pending, status), self.backend, self.local, self.book.local)
+
+    async def awarm(self) -> None:
+        """Connect the backend from the running event loop before the first request (the
+        ASGI middleware calls this at ``lifespan.startup``): a failure to reach it is logged
+        and passes; a backend that cannot work (:class:`~ratelimit.ConfigError`) raises."""
+        warm = getattr(self.backend, "awarm", None)
+        if warm is None:
+            return
+        try:
+            await warm()
+        except BackendError as exc:
+            log.info("backend not warmed up at start-up (%s); decisions will tell", exc)
 
     # -- operations ---------------------------------------------------------------------------
 
