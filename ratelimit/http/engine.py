@@ -40,10 +40,10 @@ from ratelimit.backends import MemoryBackend, backend_from_url, check_backend
 from ratelimit.backends.base import Backend
 from ratelimit.errors import BackendError, ConfigError
 from ratelimit.http import observing
-from ratelimit.http.config import Config, load_config
+from ratelimit.http.config import Config, async_settings, load_config
 from ratelimit.http.drivers import adrive, drive
 from ratelimit.http.flow import decision_flow, settle_flow
-from ratelimit.http.keys import ClientIdentity, RequestInfo, compile_key, is_async_callable
+from ratelimit.http.keys import ClientIdentity, RequestInfo
 from ratelimit.http.keys import refuse_async as _refuse_async
 from ratelimit.http.observing import Observer, TopList
 from ratelimit.http.outcome import OUTCOME_KINDS, PASS, Outcome, Pending, RejectHandler, Verdicts
@@ -150,24 +150,9 @@ class Engine:
         #: Whether some rule identifies clients by user (async adapters then load the user).
         self.uses_user = any(cfg.key_of(rule) == "user" for rule in cfg.rules)
         #: The settings naming ``async def`` functions (``"<source>: rules[0].key"``, ...).
-        self.async_settings = self._async_settings(cfg)
+        self.async_settings = async_settings(cfg, self.identity)
         self.config: Config = cfg
         self.loaded_at = time.time()
-
-    def _async_settings(self, cfg: Config) -> tuple[str, ...]:
-        """Where ``cfg`` names an ``async def`` key, tier or cost function."""
-        found = []
-        if is_async_callable(compile_key(cfg.key, self.identity)):
-            found.append(f"{cfg.source}: key")
-        for index, rule in enumerate(cfg.rules):
-            where = f"{cfg.source}: rules[{index}]."
-            if rule.key is not None and is_async_callable(compile_key(rule.key, self.identity)):
-                found.append(where + "key")
-            if rule.tier is not None and is_async_callable(rule.tier):
-                found.append(where + "tier")
-            if callable(rule.cost) and is_async_callable(rule.cost):
-                found.append(where + "cost")
-        return tuple(found)
 
     def require_sync(self, adapter: str) -> None:
         """Refuse ``async def`` key, tier and cost functions for a blocking ``adapter`` (WSGI,
@@ -189,7 +174,7 @@ class Engine:
         try:
             cfg = load_config(source)
             if self._sync_adapter is not None:
-                _refuse_async(self._async_settings(cfg), self._sync_adapter)
+                _refuse_async(async_settings(cfg, self.identity), self._sync_adapter)
         except ConfigError as exc:
             log.error("config reload failed, keeping the rules loaded before: %s", exc)
             return False
