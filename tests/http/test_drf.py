@@ -204,3 +204,17 @@ def test_import_without_drf_says_what_to_install(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delitem(sys.modules, "ratelimit.contrib.drf")
     with pytest.raises(ImportError, match=r"ratelimit-middleware\[drf\]"):
         importlib.import_module("ratelimit.contrib.drf")
+
+
+def test_disabled_turns_the_throttles_off() -> None:
+    """Under ``ratelimit.testing.disabled()`` the DRF throttles admit everything, with no
+    rate-limit headers; afterwards they limit again."""
+    from ratelimit.testing import disabled
+
+    c = client("192.0.2.77")
+    with disabled():
+        responses = [c.get("/anon") for _ in range(5)]
+    assert [r.status_code for r in responses] == [200] * 5
+    assert all("RateLimit" not in r for r in responses)
+    after = [c.get("/anon").status_code for _ in range(4)]
+    assert after == [200, 200, 200, 429]

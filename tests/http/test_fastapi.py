@@ -231,3 +231,17 @@ async def test_router_and_route_limits_both_apply(memory: MemoryBackend) -> None
         first = await client.get("/loose")
     assert tight_codes == [200, 429] and loose_codes == [200, 200, 200, 429]
     assert first.status_code == 429
+
+
+async def test_disabled_turns_the_dependency_off(memory: MemoryBackend) -> None:
+    """Under ``ratelimit.testing.disabled()`` a ``limit`` dependency admits everything, with
+    no rate-limit headers; afterwards it limits again."""
+    from ratelimit.testing import disabled
+
+    async with asgi_client(nested_app(memory)) as client:
+        with disabled():
+            responses = [await client.get("/solo") for _ in range(4)]
+        assert [r.status_code for r in responses] == [200] * 4
+        assert all("ratelimit" not in r.headers for r in responses)
+        after = [(await client.get("/solo")).status_code for _ in range(3)]
+    assert after == [200, 200, 429]
