@@ -107,10 +107,36 @@ def wsgi_app() -> Any:
     return RateLimitMiddleware(hello, config=_config_from_env())
 
 
+def django_app() -> Any:
+    """A hello-world Django app behind the Django middleware (``settings.RATELIMIT``)."""
+    import django
+    from django.conf import settings
+    from django.core.wsgi import get_wsgi_application
+    from django.http import HttpRequest, HttpResponse
+    from django.urls import re_path
+
+    def hello(request: HttpRequest) -> HttpResponse:
+        return HttpResponse("ok", content_type="text/plain")
+
+    sys.modules[__name__].urlpatterns = [re_path(r"", hello)]  # type: ignore[attr-defined]
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="flood",
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=["ratelimit.contrib.django.RateLimitMiddleware"],
+        INSTALLED_APPS=[],
+        RATELIMIT=_config_from_env(),
+        USE_TZ=True,
+    )
+    django.setup()
+    return get_wsgi_application()
+
+
 STACKS = ("uvicorn", "gthread")
 #: Stacks the tests also try (not in the benchmark's table): waitress, one process of 32
-#: threads.
-EXTRA_STACKS = ("waitress",)
+#: threads; Django under gunicorn gthread.
+EXTRA_STACKS = ("waitress", "django")
 
 
 def server_command(stack: str, port: int, workers: int = 4) -> list[str]:
@@ -127,6 +153,8 @@ def server_command(stack: str, port: int, workers: int = 4) -> list[str]:
         app = ["benchmarks.flood:asgi_app()", "--worker-class", "uvicorn.workers.UvicornWorker"]
     elif stack == "gthread":
         app = ["benchmarks.flood:wsgi_app()", "--worker-class", "gthread", "--threads", "32"]
+    elif stack == "django":
+        app = ["benchmarks.flood:django_app()", "--worker-class", "gthread", "--threads", "32"]
     else:
         raise ValueError(f"unknown stack {stack!r} (one of {', '.join(STACKS)})")
     return [sys.executable, "-m", "gunicorn", *app, *common, "--backlog", "4096"]

@@ -129,12 +129,17 @@ def test_a_paused_redis_answers_every_request_within_the_timeout(
     assert len(server.breaker_lines()) - before <= 4
 
 
-@pytest.mark.parametrize("name", ["fixed", "log"])
-def test_a_burst_on_waitress_admits_exactly_the_limit(redis: RedisServer, name: str) -> None:
-    """waitress (one process, 32 threads, the sync client): 1,000 requests at once admit
-    exactly the limit, with no breaker line."""
+@pytest.mark.parametrize(
+    ("stack", "name"), [("waitress", "fixed"), ("waitress", "log"), ("django", "sliding")]
+)
+def test_a_burst_on_other_thread_pools_admits_exactly_the_limit(
+    redis: RedisServer, stack: str, name: str
+) -> None:
+    """waitress (one process, 32 threads) and Django under gunicorn gthread (4 workers, 32
+    threads), the sync client: 1,000 requests at once admit exactly the limit, with no
+    breaker line."""
     redis.command("FLUSHALL")
-    with flood_server("waitress", redis.url, rate=RATE) as server:
+    with flood_server(stack, redis.url, rate=RATE) as server:
         clear_of_a_minute_edge(60.0, PERIOD)
         got = burst(server.url, f"/burst/{name}", 1000)
         assert got.errors == 0 and got.statuses[503] == 0, f"{got.line()}\n{server.tail()}"
