@@ -199,11 +199,27 @@ def flood_server(
         )
     try:
         wait_for_port(port, 60, proc)
-        yield Server(f"http://127.0.0.1:{port}", proc.pid, Path(log.name))
+        server = Server(f"http://127.0.0.1:{port}", proc.pid, Path(log.name))
+        _until_answering(server, workers)
+        yield server
     finally:
         stop_process(proc)
         with contextlib.suppress(OSError):
             os.unlink(log.name)
+
+
+def _until_answering(server: Server, workers: int, within: float = 60.0) -> None:
+    """Wait until the server answers ``2 × workers`` requests on an unlimited path (the
+    workers have booted: a burst then measures deciding, not importing)."""
+    deadline = time.monotonic() + within
+    answered = 0
+    while answered < 2 * workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not answer within {within:g}s:\n{server.tail()}")
+        got = sequential(server.url, "/", 1)
+        answered += got.admitted
+        if not got.admitted:
+            time.sleep(0.1)
 
 
 # --------------------------------------------------------------------------- the clients
@@ -244,10 +260,11 @@ async def _burst(host: str, port: int, path: str, n: int, timeout: float) -> Res
         began = time.perf_counter()
         try:
             writer.write(request)
-            line = await reader.readline()
-            await reader.read()  # until the server closes
+            async with asyncio.timeout(timeout / 2):
+                line = await reader.readline()
+                await reader.read()  # until the server closes
             result.statuses[int(line.split()[1])] += 1
-        except (OSError, IndexError, ValueError):
+        except (OSError, IndexError, ValueError, TimeoutError):
             result.errors += 1
         finally:
             result.slowest = max(result.slowest, time.perf_counter() - began)

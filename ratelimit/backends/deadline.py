@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-__all__ = ["GRACE_TURNS", "JITTER", "TICK", "Deadline", "LoopClock"]
+__all__ = ["GRACE_TURNS", "JITTER", "RECANCEL", "TICK", "Deadline", "LoopClock"]
 
 #: Seconds between two ticks of a :class:`LoopClock` while deadlines are armed.
 TICK = 0.01
@@ -40,6 +40,8 @@ TICK = 0.01
 JITTER = 0.002
 #: Loop turns given to a task whose responsive time is up, before it is cancelled.
 GRACE_TURNS = 2
+#: Seconds between two cancellations of a task that outlived the first.
+RECANCEL = 0.01
 
 
 class LoopClock:
@@ -174,3 +176,7 @@ class Deadline:
         if task is not None and not task.done():
             self.reason = reason
             task.cancel()
+            # A cancellation can be lost inside the client (``asyncio.wait_for`` of Python
+            # 3.11 drops it when the awaited call completes at the same moment, and redis-py
+            # 5.0 sends through one): cancel again until the task has ended.
+            self._handle = self._loop.call_later(RECANCEL, self._expire, reason)

@@ -9,6 +9,7 @@ reason), never on how long anything took.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -149,3 +150,21 @@ def _echo(sock: socket.socket, replies: int) -> None:
         if not sock.recv(16):
             return
         sock.sendall(b"+PONG\r\n")
+
+
+async def test_a_cancellation_the_call_swallows_is_repeated() -> None:
+    """A call that swallows its first cancellation (as ``asyncio.wait_for`` can in Python
+    3.11, inside older redis-py) is cancelled again until it ends."""
+    loop = asyncio.get_running_loop()
+    deadline = Deadline(LoopClock(loop), timeout=0.02, give_up=30.0)
+
+    async def stubborn() -> None:
+        with contextlib.suppress(asyncio.CancelledError):  # lost, once
+            await asyncio.sleep(30)
+        await asyncio.sleep(30)
+
+    task = asyncio.ensure_future(stubborn())
+    deadline.start(task)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert deadline.reason == "timeout"

@@ -91,7 +91,7 @@ def test_a_burst_of_1000_admits_exactly_the_limit(server: Server, name: str) -> 
     began = time.monotonic()
     got = burst(server.url, f"/burst/{name}", 1000)
     elapsed = time.monotonic() - began
-    assert got.errors == 0, got.line()
+    assert got.errors == 0, f"{got.line()}\n{server.tail()}"
     assert sum(got.statuses.values()) == 1000, got.line()
     assert LIMIT <= got.admitted <= _most(name, elapsed), f"{got.line()}\n{server.tail()}"
     assert got.statuses[503] == 0, f"{got.line()}\n{server.tail()}"
