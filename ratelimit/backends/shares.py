@@ -341,6 +341,9 @@ class ShareBook:
                     continue
                 rkey = self._key_of(key, limit)
                 share = self._live(rkey, now)
+                if share is not None and share.left and share.limit != limit:
+                    self._event("expired", share.left)  # a reload changed the limit
+                    share.left = 0
                 if share is not None and share.left >= cost and (share.left or not consume):
                     out[i] = _local(limit, share, cost if consume else 0, now)
                     continue
