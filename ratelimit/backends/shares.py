@@ -277,9 +277,9 @@ Call = tuple[str, tuple[Any, ...]]
 Item = tuple[str, Limit, int]
 
 
-def _local(limit: Limit, share: _Share, cost: int, now: float) -> Decision:
+def _local(limit: Limit, share: _Share, cost: int, reset: float) -> Decision:
     remaining = min(limit.capacity, share.left - cost + share.seen)
-    return Decision(True, limit.capacity, remaining, max(0.0, share.reset_at - now), 0.0, 0.0, limit)
+    return Decision(True, limit.capacity, remaining, reset, 0.0, 0.0, limit)
 
 
 class ShareBook:
@@ -345,7 +345,9 @@ class ShareBook:
                     self._event("expired", share.left)  # a reload changed the limit
                     share.left = 0
                 if share is not None and share.left >= cost and (share.left or not consume):
-                    out[i] = _local(limit, share, cost if consume else 0, now)
+                    out[i] = _local(
+                        limit, share, cost if consume else 0, max(0.0, share.reset_at - now)
+                    )
                     continue
                 want = 0
                 if consume:
@@ -393,7 +395,7 @@ class ShareBook:
                         share.reset_at = now + reset / 1000
                         self._event("taken", got)
                         granted.append(i)
-                        out[i] = _local(limit, share, cost, now)
+                        out[i] = _local(limit, share, cost, reset / 1000)
             else:
                 for (i, _, _), row in zip(asks, rows, strict=True):
                     _, limit, _ = items[i]
