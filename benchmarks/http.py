@@ -117,6 +117,7 @@ def variants_of(stack: str) -> list[str]:
         "ours-memory",
         "ours-memory-prometheus",
         "ours-redis",
+        "ours-redis-share",
         "ours-redis-reject",
         f"{peer}-memory",
         f"{peer}-redis",
@@ -149,6 +150,8 @@ def _our_config(rate: str, storage: str) -> dict[str, Any]:
         "backend": storage,
         "rules": [{"name": "all", "path": "/**", "limit": rate}],
     }
+    if os.environ.get("BENCH_VARIANT", "").endswith("-share"):
+        config["rules"][0]["share"] = 16  # up to 16 units per Redis call (SPEC §5 share)
     if os.environ.get("BENCH_VARIANT", "").endswith("-prometheus"):
         config["metrics"] = {"prometheus": True}  # what recording every outcome costs
     return config

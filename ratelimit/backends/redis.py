@@ -207,7 +207,7 @@ def _policies(reply: Any) -> list[str]:
 class _AsyncSide:
     """The asyncio client of one event loop and its auto-pipeline."""
 
-    __slots__ = ("client", "extras", "owned", "pipeline")
+    __slots__ = ("client", "extras", "owned", "pipeline", "shares")
 
     def __init__(
         self, client: Any, owned: bool, backend: RedisBackend, extras: list[Any] | None = None
@@ -224,6 +224,17 @@ class _AsyncSide:
             is_outage,
             backend.timeout,
             on_success=lambda: backend._first_async_success(client),
+            give_up=backend.overload_after,
+        )
+        #: The script of shares, batched the same way.
+        self.shares = AutoPipeline(
+            client,
+            SHARE_SHA,
+            SHARE_SCRIPT,
+            backend.breaker,
+            _translate,
+            is_outage,
+            backend.timeout,
             give_up=backend.overload_after,
         )
 
@@ -833,7 +844,11 @@ class RedisBackend:
     async def _ashare_call(self, name: str, args: tuple[Any, ...]) -> Any:
         if name == "share":
             keys, argv = args
-            return await self._arun(keys, argv, SHARE_SHA, SHARE_SCRIPT)
+            self._check()
+            try:
+                return await self._side().shares.call(keys, argv)
+            except BackendError as error:  # the batch failed (already fed to the breaker)
+                raise self._report(error) from error.__cause__
         specs, keys, argv = self._request_each(*args)
         return decode(specs, await self._acall(keys, argv))
 

@@ -269,6 +269,7 @@ class _Share:
     reset_at: float = 0.0
     target: int = 1  # units to ask for next
     limit: Limit | None = None
+    pending: int = 0  # units beyond their cost asked by calls still in flight
 
 
 #: A call the backend runs for :meth:`ShareBook.flow`: ``("share", (keys, args))`` runs
@@ -351,12 +352,17 @@ class ShareBook:
                     continue
                 want = 0
                 if consume:
-                    target = 1
-                    if share is not None:
-                        target = share.target
-                        if now < share.end:  # spent before its end: this worker wants more
-                            target = share.target = min(limit.share, target * 2)
-                    want = max(cost, target)
+                    if share is None:
+                        if len(self._shares) >= self._max:
+                            self._drop_oldest()
+                        share = self._shares[rkey] = _Share(limit=limit)
+                    elif now < share.end:  # spent before its end: this worker wants more
+                        share.target = min(limit.share, share.target * 2)
+                    # what is held and asked in flight stays below the share
+                    room = limit.share - 1 - share.left - share.pending
+                    extra = max(0, min(share.target - cost, room))
+                    share.pending += extra
+                    want = cost + extra
                 asks.append((i, rkey, want))
         granted: list[int] = []
         if asks:
@@ -365,7 +371,14 @@ class ShareBook:
             for i, _, want in asks:
                 _, limit, cost = items[i]
                 args += [*_params(limit), b"%d" % cost, b"%d" % want]
-            reply = yield ("share", (keys, args))
+            try:
+                reply = yield ("share", (keys, args))
+            finally:
+                with self._lock:
+                    for i, rkey, want in asks:
+                        pending = self._shares.get(rkey)
+                        if pending is not None and consume:
+                            pending.pending = max(0, pending.pending - (want - items[i][2]))
             rows = [_parse(row) for row in reply]
             if all(row[0] for row in rows):
                 with self._lock:
