@@ -72,14 +72,14 @@ from ratelimit.backends.redis_script import (
     limit_spec,
     script_args,
 )
-from ratelimit.backends.shares import Call as ShareCall
-from ratelimit.backends.shares import ShareBook
 from ratelimit.backends.redis_url import (
     ClientFactories,
     client_factories,
     parse_redis_url,
     redact,
 )
+from ratelimit.backends.shares import Call as ShareCall
+from ratelimit.backends.shares import ShareBook
 from ratelimit.decision import Decision
 from ratelimit.errors import BackendError, ConfigError
 from ratelimit.limits import Limit
@@ -827,9 +827,7 @@ class RedisBackend:
         specs, keys, args = self._request(key, limits, cost, consume)
         return decode(specs, await self._acall(keys, args))
 
-    async def _ashared(
-        self, items: list[tuple[str, Limit, int]], consume: bool
-    ) -> list[Decision]:
+    async def _ashared(self, items: list[tuple[str, Limit, int]], consume: bool) -> list[Decision]:
         """:meth:`_shared` on the asyncio API."""
         flow = self.shares.flow(items, consume, *self._share_now())
         reply: Any = None

@@ -166,11 +166,14 @@ def test_under_admission_is_at_most_workers_times_share(
     algorithm=st.sampled_from(ALGOS),
     steps=st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 4)), min_size=1, max_size=60),
 )
-def test_share_one_decides_like_the_algorithm(
-    algorithm: str, steps: list[tuple[int, int]]
-) -> None:
+def test_share_one_decides_like_the_algorithm(algorithm: str, steps: list[tuple[int, int]]) -> None:
     """With share = 1 every decision equals the plain algorithm's (SPEC differential)."""
-    limit = _limit(algorithm, "7/10s", 1, burst=5 if algorithm != "fixed_window" and algorithm != "sliding_window" else None)
+    limit = _limit(
+        algorithm,
+        "7/10s",
+        1,
+        burst=5 if algorithm != "fixed_window" and algorithm != "sliding_window" else None,
+    )
     plain = Limit(limit.rate, algorithm, burst=limit.burst, mode=limit.mode, name="s")
     impl = plain.impl
     state: Any = None

@@ -24,7 +24,9 @@ def _limit(algorithm: str, rate: str, share: int | None, name: str = "s") -> Lim
     return Limit(rate, algorithm=algorithm, share=share, mode=mode, name=name)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     algorithm=st.sampled_from(ALGOS),
     steps=st.lists(
