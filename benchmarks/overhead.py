@@ -176,7 +176,7 @@ def _patch_minimal(engine: Any) -> None:
     from ratelimit.http.headers import render
 
     hit = engine.backend.limiter_hit
-    labels, mode = engine._labels, engine.headers_mode
+    labels, mode = engine.verdicts.labels, engine.headers_mode
 
     async def arun(plan: Any, request: Any) -> Any:
         group = plan.groups[0]

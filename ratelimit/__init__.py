@@ -19,10 +19,16 @@ from ratelimit.algorithms import ALGORITHMS
 from ratelimit.backends import Backend, MemoryBackend, backend_from_url
 from ratelimit.decision import Decision
 from ratelimit.errors import BackendError, ConfigError, RateLimitError
+from ratelimit.http import observing
 from ratelimit.http.config import Config
 from ratelimit.limiter import Lease, Limiter
 from ratelimit.limits import Limit
+from ratelimit.metrics.hooks import Hooks
 from ratelimit.rate import Rate
+
+# The composition root: the engine (http/) is observed by the metrics package, which builds
+# on it; neither imports the other the wrong way round.
+observing.install(Hooks())
 
 if TYPE_CHECKING:
     from ratelimit.backends.redis import RedisBackend

@@ -1,4 +1,7 @@
-"""Pure ASGI middleware (not ``BaseHTTPMiddleware``): HTTP and WebSocket, lifespan untouched.
+"""Pure ASGI middleware (not ``BaseHTTPMiddleware``): HTTP and WebSocket; lifespan passes
+through, the backend warmed up at its start (connected from the worker's event loop, a
+Redis Cluster's slot map read, the scripts loaded) so that the first burst of requests does
+not wait on that.
 
 ::
 
@@ -132,17 +135,33 @@ class RateLimitMiddleware:
         self.app = app
         self.engine = engine or Engine(config, backend=backend, on_reject=on_reject)
 
+    def _warming(self, receive: Receive) -> Receive:
+        """``receive`` of a lifespan scope, warming the backend up before the application
+        sees ``lifespan.startup`` (a backend that cannot work, such as a server without Lua
+        scripting, then fails the start-up; one that does not answer yet does not)."""
+        engine = self.engine
+
+        async def receive_warm() -> Message:
+            message = await receive()
+            if message.get("type") == "lifespan.startup":
+                await engine.awarm()
+            return message
+
+        return receive_warm
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
-            await self.app(scope, receive, send)  # lifespan and anything else: untouched
+            if kind == "lifespan":
+                receive = self._warming(receive)
+            await self.app(scope, receive, send)  # lifespan and anything else: passed on
             return
         engine = self.engine
         scope[SCOPE_KEY] = engine
         path = route_path(scope)
         status = engine.status
         if status is not None and path == status.path and kind == "http":
-            from ratelimit.http.status import asgi_reply  # never rate limited itself
+            from ratelimit.metrics.status import asgi_reply  # never rate limited itself
 
             await send_reply(send, await asgi_reply(status, scope))
             return

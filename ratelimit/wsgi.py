@@ -111,7 +111,7 @@ class RateLimitMiddleware:
         path = wsgi_path(environ)  # PATH_INFO: already below the mount point (SCRIPT_NAME)
         status = engine.status
         if status is not None and path == status.path:
-            from ratelimit.http.status import wsgi_reply  # never rate limited itself
+            from ratelimit.metrics.status import wsgi_reply  # never rate limited itself
 
             page = wsgi_reply(status, environ)
             start_response(status_line(page.status), str_headers(page.headers))

@@ -1,4 +1,5 @@
-"""Shared test fixtures: an injectable clock, and CI's rule that a skipped Redis test fails."""
+"""Shared test fixtures: an injectable clock, and CI's rule that a skipped Redis (or Valkey)
+test fails."""
 
 from __future__ import annotations
 
@@ -41,10 +42,18 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """In CI (CI=true), a skipped test marked ``redis`` is turned into a failure."""
+    """In CI (CI=true), a skipped test marked ``redis`` or ``valkey`` is turned into a
+    failure."""
     report = yield
-    if IN_CI and report.skipped and item.get_closest_marker("redis") is not None:
-        report.outcome = "failed"
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-        report.longrepr = f"Redis test skipped in CI, which counts as a failure: {reason}"
+    if IN_CI and report.skipped:
+        server = next(
+            (name for name in ("valkey", "redis") if item.get_closest_marker(name) is not None),
+            None,
+        )
+        if server is not None:
+            report.outcome = "failed"
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+            report.longrepr = (
+                f"{server.capitalize()} test skipped in CI, which counts as a failure: {reason}"
+            )
     return report

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ratelimit.backends.base import Backend
 from ratelimit.backends.memory import MemoryBackend
 from ratelimit.backends.redis_url import REDIS_SCHEMES, parse_redis_url, parse_timeout, redact
-from ratelimit.errors import ConfigError
+from ratelimit.errors import BackendError, ConfigError
 
-__all__ = ["Backend", "MemoryBackend", "backend_from_url", "validate_url"]
+log = logging.getLogger("ratelimit")
 
-_SCHEMES = "memory://, redis://, rediss://, unix://, redis+cluster:// or redis+sentinel://"
+__all__ = ["Backend", "MemoryBackend", "backend_from_url", "check_backend", "validate_url"]
+
+_SCHEMES = (
+    "memory://, redis://, rediss://, unix://, redis+cluster://, redis+sentinel:// "
+    "or their Valkey names valkey://, valkeys://, valkey+cluster://, valkey+sentinel://"
+)
 
 
 def _scheme(url: object) -> str:
@@ -85,10 +91,13 @@ def backend_from_url(url: str, *, timeout: float | None = None, **options: Any) 
 
     ``memory://`` (optionally ``?max_keys=N``) gives a :class:`MemoryBackend`;
     ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://`` and ``redis+sentinel://``
-    give a :class:`~ratelimit.RedisBackend` (needs the ``redis`` extra). ``timeout`` bounds
-    each decision's wait on the backend, connecting included: when ``None``, the URL's
-    ``?timeout=``, else 0.1 s (memory never waits). Other keyword options go to the backend.
-    Raises :class:`~ratelimit.ConfigError` naming the URL for anything it cannot use.
+    give a :class:`~ratelimit.RedisBackend` (needs the ``redis`` extra), and so do their
+    Valkey names ``valkey://``, ``valkeys://``, ``valkey+cluster://`` and
+    ``valkey+sentinel://`` (Valkey speaks the Redis protocol; redis-py is the client).
+    ``timeout`` bounds each decision's wait on the backend, connecting included: when
+    ``None``, the URL's ``?timeout=``, else 0.1 s (memory never waits). Other keyword
+    options go to the backend. Raises :class:`~ratelimit.ConfigError` naming the URL for
+    anything it cannot use.
     """
     validate_url(url)
     scheme = _scheme(url)
@@ -105,3 +114,19 @@ def backend_from_url(url: str, *, timeout: float | None = None, **options: Any) 
         ) from exc
     backend: Backend = RedisBackend.from_url(url, timeout=timeout, **options)
     return backend
+
+
+def check_backend(backend: Backend) -> None:
+    """Run ``backend.check()`` if it has one (Redis: it answers and runs Lua scripts).
+
+    A :class:`~ratelimit.ConfigError` (a server that cannot run Lua scripts) propagates: the
+    middleware cannot work with that backend. A :class:`~ratelimit.BackendError` (the server
+    does not answer yet) is logged at INFO and passes: an app starts while its Redis is down.
+    """
+    check = getattr(backend, "check", None)
+    if check is None:
+        return
+    try:
+        check()
+    except BackendError as exc:
+        log.info("backend not checked at start-up (%s); decisions will tell", exc)

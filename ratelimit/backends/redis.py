@@ -32,6 +32,13 @@ calls fail at once, then one call probes, and its success closes the breaker (no
 needed). The breaker logs one WARNING per outage and one INFO at recovery
 (:mod:`ratelimit.backends.circuit`).
 
+A server that cannot run Lua scripts at all (Valkey can unload its Lua engine: ``MODULE
+UNLOAD lua``, or be built without it) cannot serve this backend: that is a configuration
+error, not an outage. :meth:`RedisBackend.check` (run when the HTTP engine starts, and by
+``ratelimit check --backend``) raises :class:`~ratelimit.ConfigError` saying so; should the
+scripting go away later, every decision raises that ``ConfigError`` (logged once at ERROR)
+instead of taking the ``on_error`` path — never a silent fail-open.
+
 On its first successful call, the backend reads ``CONFIG GET maxmemory-policy`` once and
 logs a WARNING unless it is ``noeviction``: every key has a TTL, so an evicting policy
 (``volatile-*`` included) can drop live counters and silently under-enforce the limits.
@@ -81,7 +88,7 @@ from ratelimit.backends.redis_url import (
 from ratelimit.backends.shares import Call as ShareCall
 from ratelimit.backends.shares import ShareBook
 from ratelimit.decision import Decision
-from ratelimit.errors import BackendError, ConfigError
+from ratelimit.errors import BackendError, ConfigError, RateLimitError
 from ratelimit.limits import Limit
 
 __all__ = [
@@ -91,6 +98,7 @@ __all__ = [
     "RedisBackend",
     "error_kind",
     "is_outage",
+    "scripting_unavailable",
 ]
 
 #: Default bound on one decision's wait for Redis, seconds, connecting included.
@@ -132,11 +140,28 @@ _CLASSES: tuple[tuple[type[BaseException], str], ...] = (
 )
 
 
+def scripting_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` is a server's reply saying it cannot run Lua scripts at all: Valkey
+    with its Lua engine unloaded (``Could not find scripting engine 'lua'``), or a server
+    without ``EVAL`` / ``EVALSHA`` (``unknown command``). ``NOSCRIPT`` is not that: the
+    script is only missing from the cache."""
+    if not isinstance(exc, rex.ResponseError) or isinstance(exc, rex.NoScriptError):
+        return False
+    text = str(exc).lower()
+    if "could not find scripting engine" in text:
+        return True
+    command = text.partition(", with args")[0]
+    return "unknown command" in command and ("eval" in command or "script" in command)
+
+
 def error_kind(exc: BaseException) -> str | None:
     """The :attr:`BackendError.kind` of a client exception, or ``None`` when ``exc`` is not
-    a backend failure (a bug, a wrong argument: those must propagate, not fail open)."""
+    a backend failure (a bug, a wrong argument, a server without Lua scripting: those must
+    propagate, not fail open)."""
     if isinstance(exc, BackendError):
         return exc.kind
+    if scripting_unavailable(exc):
+        return None
     for cls, kind in _CLASSES:
         if isinstance(exc, cls):
             return kind
@@ -358,6 +383,7 @@ class RedisBackend:
         # The side used last, to skip the weak-dictionary lookup (one loop is the usual case).
         self._last: tuple[asyncio.AbstractEventLoop, _AsyncSide] | None = None
         self._policy_checked = False
+        self._no_scripting_logged = False
         self._tasks: set[asyncio.Task[None]] = set()
         #: The shares this backend holds (limits with ``share``), and their counters.
         self.shares = ShareBook(self.share_key, on_share, pad=self._pad)
@@ -380,7 +406,9 @@ class RedisBackend:
         **options: Any,
     ) -> RedisBackend:
         """A backend for ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://`` or
-        ``redis+sentinel://`` URLs (see :mod:`ratelimit.backends.redis_url`).
+        ``redis+sentinel://`` URLs, or their Valkey names ``valkey://``, ``valkeys://``,
+        ``valkey+cluster://`` and ``valkey+sentinel://`` (see
+        :mod:`ratelimit.backends.redis_url`).
 
         ``timeout`` (seconds) bounds connecting and every reply: when ``None``, the URL's
         ``?timeout=``, else 0.1. Other keyword ``options`` go to the redis-py client
@@ -406,7 +434,7 @@ class RedisBackend:
             overload_after=overload_after,
             _factories=client_factories(target, seconds, options),
             _cluster=target.scheme == "redis+cluster",
-            _name=f"Redis {redact(url)}",
+            _name=f"{target.server} {redact(url)}",
         )
 
     @property
@@ -536,9 +564,26 @@ class RedisBackend:
         except BackendError as error:
             raise self._report(error) from None
 
-    def _failed(self, exc: BaseException) -> BackendError | None:
-        """The BackendError for a client exception, fed to the breaker; ``None`` when ``exc``
-        is no backend failure (the caller re-raises it unchanged)."""
+    def _no_scripting(self, exc: BaseException) -> ConfigError:
+        """The ConfigError for a server without Lua scripting (logged once, at ERROR)."""
+        message = (
+            f"{self.breaker.name} cannot run Lua scripts ({type(exc).__name__}: {exc}): "
+            "the rate limiter needs Lua scripting (EVAL / EVALSHA) and this server does not "
+            "offer it. On Valkey, load its Lua engine again (it was unloaded with MODULE "
+            "UNLOAD lua, or the server was built without it); on Redis, allow EVAL, EVALSHA "
+            "and SCRIPT."
+        )
+        if not self._no_scripting_logged:
+            self._no_scripting_logged = True
+            logger.error("%s", message)
+        return ConfigError(message)
+
+    def _failed(self, exc: BaseException) -> RateLimitError | None:
+        """The BackendError for a client exception, fed to the breaker; a ConfigError for a
+        server without Lua scripting; ``None`` when ``exc`` is neither (the caller re-raises
+        it unchanged)."""
+        if scripting_unavailable(exc):
+            return self._no_scripting(exc)
         error = _translate(exc)
         if error is None:
             return None
@@ -582,6 +627,52 @@ class RedisBackend:
             logger.debug("CONFIG GET maxmemory-policy failed (not allowed here?): %s", exc)
             return
         self._warn_policy(reply)
+
+    def check(self) -> None:
+        """Check that the server can serve this backend: it answers, and it runs Lua scripts.
+
+        Loads the scripts (``SCRIPT LOAD``, on every master of a Cluster), so that the first
+        decisions need no ``EVAL``. Raises :class:`~ratelimit.ConfigError` when the server
+        cannot run Lua scripts (Valkey without its Lua engine: the backend cannot work
+        there), :class:`~ratelimit.BackendError` when the server cannot be reached (which
+        may pass: decisions then take the ``on_error`` path until it answers). Bounded by
+        :attr:`timeout`; does not count for the circuit breaker. The HTTP engine runs it
+        when it builds its backend from a URL.
+        """
+        client = self._sync_client()
+        try:
+            for script in (SCRIPT, LEASE_SCRIPT):
+                client.script_load(script)
+        except Exception as exc:
+            if scripting_unavailable(exc):
+                raise self._no_scripting(exc) from exc
+            error = _translate(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    async def acheck(self, bound: float | None = None) -> None:
+        """:meth:`check` for asyncio code (with the event loop's client), bounded by
+        ``bound`` seconds (default :attr:`timeout`)."""
+        client = self._side().client
+        try:
+            async with asyncio.timeout(self.timeout if bound is None else bound):
+                for script in (SCRIPT, LEASE_SCRIPT):
+                    await client.script_load(script)
+        except Exception as exc:
+            if scripting_unavailable(exc):
+                raise self._no_scripting(exc) from exc
+            error = _translate(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    async def awarm(self) -> None:
+        """Warm this event loop's client up before traffic: connect (a Cluster client reads
+        its slot map) and load the scripts (:meth:`acheck`), bounded by
+        :attr:`overload_after` — a start-up is not a flood, and a cold Cluster client needs
+        several round trips. Raises like :meth:`acheck`; never counts for the breaker."""
+        await self.acheck(self.overload_after)
 
     def _warn_policy(self, reply: Any) -> None:
         evicting = sorted({p for p in _policies(reply) if p != "noeviction"})
@@ -816,6 +907,10 @@ class RedisBackend:
             return await self._side().pipeline.call(keys, args)
         except BackendError as error:  # the batch failed (already fed to the breaker)
             raise self._report(error) from error.__cause__
+        except rex.ResponseError as exc:  # handed over as it is: not a backend failure
+            if scripting_unavailable(exc):
+                raise self._no_scripting(exc) from exc
+            raise
 
     async def adecide(
         self, key: str, limits: Sequence[Limit], cost: int, consume: bool = True

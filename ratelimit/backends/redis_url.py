@@ -6,7 +6,10 @@ client factories (:func:`client_factories`) for :class:`~ratelimit.backends.redi
 * ``redis+cluster://[[user]:password@]host:port[,host:port...]``: a Redis Cluster, found from
   any of its nodes;
 * ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``: the master
-  of ``service`` as reported by the Sentinels (the password is the master's).
+  of ``service`` as reported by the Sentinels (the password is the master's);
+* ``valkey://``, ``valkeys://``, ``valkey+cluster://``, ``valkey+sentinel://``: the same four
+  for a Valkey server (:data:`VALKEY_SCHEMES`), which speaks the Redis protocol: the URL is
+  read as its ``redis…`` twin and served by the same redis-py clients.
 
 Every scheme takes ``?timeout=<seconds>`` (the longest wait for one decision, connecting
 included). The single-server schemes also take a few redis-py query options
@@ -38,6 +41,7 @@ from ratelimit.errors import ConfigError
 __all__ = [
     "REDIS_SCHEMES",
     "SERVER_OPTIONS",
+    "VALKEY_SCHEMES",
     "ClientFactories",
     "RedisTarget",
     "client_factories",
@@ -46,8 +50,16 @@ __all__ = [
     "redact",
 ]
 
-#: The URL schemes of the Redis backend.
-REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "redis+sentinel")
+#: Valkey's URL schemes → the Redis scheme each one stands for (Valkey is a Redis).
+VALKEY_SCHEMES = {
+    "valkey": "redis",
+    "valkeys": "rediss",
+    "valkey+cluster": "redis+cluster",
+    "valkey+sentinel": "redis+sentinel",
+}
+
+#: The URL schemes of the Redis backend (Valkey's included).
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "redis+sentinel", *VALKEY_SCHEMES)
 
 _BOOL = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
@@ -106,7 +118,8 @@ _REFUSED = {
 class RedisTarget:
     """A checked Redis URL: what the client factories need, and nothing connects yet."""
 
-    #: The scheme, lower case (one of :data:`REDIS_SCHEMES`).
+    #: The scheme, lower case: ``redis``, ``rediss``, ``unix``, ``redis+cluster`` or
+    #: ``redis+sentinel`` (a Valkey URL is read as its Redis twin: see :attr:`server`).
     scheme: str
     #: For redis://, rediss:// and unix://: the URL for redis-py, without ``timeout``.
     client_url: str = ""
@@ -119,6 +132,9 @@ class RedisTarget:
     credentials: dict[str, str] = field(default_factory=dict)
     #: ``?timeout=`` in seconds, or ``None`` when the URL has none.
     timeout: float | None = None
+    #: What the URL names: ``"Valkey"`` for the ``valkey…`` schemes, else ``"Redis"``
+    #: (for messages and logs only: both are served alike).
+    server: str = "Redis"
 
 
 def redact(url: str) -> str:
@@ -251,7 +267,9 @@ def parse_redis_url(url: str) -> RedisTarget:
         parts = urlsplit(url)
     except ValueError as exc:  # e.g. an unbalanced '[' in the host
         raise _error(url, str(exc)) from None
-    scheme = parts.scheme.lower()
+    given = parts.scheme.lower()
+    scheme = VALKEY_SCHEMES.get(given, given)
+    server = "Valkey" if given in VALKEY_SCHEMES else "Redis"
     if parts.fragment:
         raise _error(url, f"unexpected fragment '#{parts.fragment}'")
     userinfo, hosts = _split_netloc(parts.netloc)
@@ -267,7 +285,8 @@ def parse_redis_url(url: str) -> RedisTarget:
                 raise _error(url, "no socket path: expected unix:///path/to/socket[?db=N]")
         else:
             if "," in hosts:
-                raise _error(url, "several hosts: use redis+cluster:// or redis+sentinel://")
+                family = server.lower()
+                raise _error(url, f"several hosts: use {family}+cluster:// or {family}+sentinel://")
             if hosts:
                 _host_port(url, hosts, need_port=False)
             path = parts.path.strip("/")
@@ -277,11 +296,13 @@ def parse_redis_url(url: str) -> RedisTarget:
                 raise _error(url, "the database is given twice (path and ?db=)")
         timeout = options.pop("timeout", None)
         query = urlencode(options)
-        client_url = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
+        # redis-py reads redis://, rediss:// and unix://: a Valkey URL goes as its twin.
+        client_url = f"{scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
         return RedisTarget(
             scheme,
             client_url=client_url,
             timeout=None if timeout is None else parse_timeout(url, timeout),
+            server=server,
         )
     if scheme in ("redis+cluster", "redis+sentinel"):
         options = _query(url, parts.query, {})
@@ -295,13 +316,13 @@ def parse_redis_url(url: str) -> RedisTarget:
         if scheme == "redis+cluster":
             if segments:
                 raise _error(url, "a Redis Cluster has no database path (always db 0)")
-            return RedisTarget(scheme, hosts=nodes, credentials=creds, timeout=seconds)
-        if not segments:
-            raise _error(url, "no service name: expected redis+sentinel://host:port/service[/db]")
-        if len(segments) > 2:
-            raise _error(
-                url, "too many path parts: expected redis+sentinel://host:port/service[/db]"
+            return RedisTarget(
+                scheme, hosts=nodes, credentials=creds, timeout=seconds, server=server
             )
+        if not segments:
+            raise _error(url, f"no service name: expected {given}://host:port/service[/db]")
+        if len(segments) > 2:
+            raise _error(url, f"too many path parts: expected {given}://host:port/service[/db]")
         db_text = segments[1] if len(segments) == 2 else "0"
         if not (db_text.isascii() and db_text.isdigit()):
             raise _error(url, f"database {db_text!r} is not a whole number ≥ 0")
@@ -312,6 +333,7 @@ def parse_redis_url(url: str) -> RedisTarget:
             db=int(db_text),
             credentials=creds,
             timeout=seconds,
+            server=server,
         )
     raise _error(url, f"{scheme!r} is not a Redis scheme (use {', '.join(REDIS_SCHEMES)})")
 

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 
 from ratelimit.backends import backend_from_url
+from ratelimit.backends.redis_url import redact
 from ratelimit.cli.report import format_table
 from ratelimit.errors import ConfigError
 from ratelimit.http.config import load_config
@@ -85,7 +86,27 @@ def run_check(args: argparse.Namespace) -> int:
         print(format_table(header, rows, "rlllllll"))
     for warning in config.warnings:
         print(f"warning: {warning}")
+    url = getattr(args, "backend", None)
+    if url is not None:
+        _check_backend(url)
     return 0
+
+
+def _check_backend(url: str) -> None:
+    """Connect to ``url`` and check it can serve the limiter (ConfigError or BackendError
+    when it cannot: the command then exits 1 with the message)."""
+    backend = backend_from_url(url)
+    check = getattr(backend, "check", None)
+    if check is None:
+        print(f"backend {redact(url)}: OK (in process: nothing to connect to)")
+        return
+    try:
+        check()
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+    print(f"backend {redact(url)}: OK (it answers and runs the Lua scripts)")
 
 
 @dataclass(frozen=True, slots=True)

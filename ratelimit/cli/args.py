@@ -90,7 +90,8 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         metavar="URL",
-        help="backend URL, e.g. redis://localhost:6379/0 (default: the config's backend)",
+        help="backend URL, e.g. redis://localhost:6379/0 or valkey://localhost:6379/0 "
+        "(default: the config's backend)",
     )
     parser.add_argument("--config", metavar="FILE", help="a config file (TOML), for --rule")
     parser.add_argument("--rule", metavar="NAME", help="use the limits of this rule of --config")
@@ -148,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend",
         metavar="URL",
         default="memory://",
-        help="backend URL, e.g. redis://localhost:6379/0 (default: memory://)",
+        help="backend URL, e.g. redis://localhost:6379/0 or valkey://localhost:6379/0 "
+        "(default: memory://)",
     )
     demo.add_argument("--json", action="store_true", help="print the results as JSON")
     demo.add_argument("--quiet", action="store_true", help="no progress display")
@@ -226,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: ratelimit check examples/ratelimit.toml",
     )
     check.add_argument("config", metavar="CONFIG", help="the config file (TOML)")
+    check.add_argument(
+        "--backend",
+        metavar="URL",
+        help="also connect to this backend URL (e.g. redis://localhost:6379/0 or "
+        "valkey://localhost:6379/0) and check that it can serve the limiter: it answers and "
+        "runs Lua scripts",
+    )
 
     inspect = commands.add_parser(
         "inspect",

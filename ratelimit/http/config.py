@@ -20,7 +20,14 @@ from typing import Any
 from ratelimit.backends import validate_url
 from ratelimit.errors import ConfigError
 from ratelimit.http.headers import HEADER_MODES
-from ratelimit.http.keys import KeySpec, validate_key
+from ratelimit.http.keys import (
+    ClientIdentity,
+    KeySpec,
+    compile_key,
+    is_async_callable,
+    validate_key,
+)
+from ratelimit.http.metrics_config import MetricsConfig, parse_metrics
 from ratelimit.http.policies import (
     Network,
     compile_cost,
@@ -31,10 +38,9 @@ from ratelimit.http.policies import (
 )
 from ratelimit.http.rules import Rule
 from ratelimit.limits import BUCKETS, Limit
-from ratelimit.metrics.config import MetricsConfig, parse_metrics
 from ratelimit.rate import Rate, parse_duration
 
-__all__ = ["ON_ERROR_MODES", "PROXY_HEADERS", "Config", "load_config"]
+__all__ = ["ON_ERROR_MODES", "PROXY_HEADERS", "Config", "async_settings", "load_config"]
 
 #: The values of ``on_error``: fail open, answer 503, or decide in process memory.
 ON_ERROR_MODES = ("allow", "deny", "local")
@@ -597,3 +603,20 @@ def load_config(
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
         return _from_mapping(data, name or path)
     raise ConfigError(f"config must be a TOML path, a dict or a Config, got {source!r}")
+
+
+def async_settings(cfg: Config, identity: ClientIdentity) -> tuple[str, ...]:
+    """Where ``cfg`` names an ``async def`` key, tier or cost function
+    (``"<source>: rules[0].key"``, ...): a blocking adapter refuses them at start-up."""
+    found = []
+    if is_async_callable(compile_key(cfg.key, identity)):
+        found.append(f"{cfg.source}: key")
+    for index, rule in enumerate(cfg.rules):
+        where = f"{cfg.source}: rules[{index}]."
+        if rule.key is not None and is_async_callable(compile_key(rule.key, identity)):
+            found.append(where + "key")
+        if rule.tier is not None and is_async_callable(rule.tier):
+            found.append(where + "tier")
+        if callable(rule.cost) and is_async_callable(rule.cost):
+            found.append(where + "cost")
+    return tuple(found)

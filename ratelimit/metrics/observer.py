@@ -64,7 +64,8 @@ class Observer(Protocol):
 
 
 def backend_label(engine: Engine) -> str:
-    """The ``backend`` label: the URL scheme (``memory``, ``redis``, ``redis+cluster``...),
+    """The ``backend`` label: the URL scheme (``memory``, ``redis``, ``redis+cluster``,
+    ``valkey``...),
     or for a backend object passed in code, its kind."""
     from ratelimit.backends.memory import MemoryBackend
 
@@ -73,7 +74,7 @@ def backend_label(engine: Engine) -> str:
         return "memory"
     scheme = engine.config.backend.partition("://")[0].lower()
     if type(backend).__name__ == "RedisBackend":
-        return scheme if scheme.startswith(("redis", "unix")) else "redis"
+        return scheme if scheme.startswith(("redis", "unix", "valkey")) else "redis"
     name = type(backend).__name__.lower()
     return name[: -len("backend")] if name.endswith("backend") and len(name) > 7 else name
 
@@ -345,7 +346,7 @@ def build_observer(engine: Engine, *, clock: Callable[[], float] = time.time) ->
         return None
     recorder = Recorder(engine, clock=clock)
     if config.status_path is not None:
-        from ratelimit.http.status import StatusPage
+        from ratelimit.metrics.status import StatusPage
 
         engine.status = StatusPage(engine, recorder, config)
     return recorder

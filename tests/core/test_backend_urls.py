@@ -3,6 +3,7 @@ connecting and without the redis package, with a message naming the URL and the 
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -35,6 +36,11 @@ GOOD = [
     "redis+cluster://user:pw@h1:7000",
     "redis+sentinel://h:26379/mymaster",
     "redis+sentinel://h:26379,h2:26380/mymaster/1?timeout=0.5",
+    "valkey://localhost:6379/0?timeout=0.05",
+    "VALKEY://:secret@h:1",
+    "valkeys://h:6380/0?ssl_cert_reqs=required",
+    "valkey+cluster://h1:7000,h2:7001",
+    "valkey+sentinel://h:26379/mymaster/1",
 ]
 
 BAD = [
@@ -92,6 +98,11 @@ BAD = [
     ("redis+sentinel://h/mymaster", "'h' has no port"),
     ("redis+sentinel://h:26379/mymaster/x", "database 'x' is not a whole number"),
     ("redis+sentinel://h:26379/a/1/2", "too many path parts"),
+    ("valkey://h1:1,h2:2", "several hosts: use valkey+cluster:// or valkey+sentinel://"),
+    ("valkey://h?ssl_cert_reqs=required", "unknown option 'ssl_cert_reqs'"),
+    ("valkey+cluster://h1:7000/0", "has no database path"),
+    ("valkey+sentinel://h:26379", "expected valkey+sentinel://host:port/service[/db]"),
+    ("valkey+redis://h:1", "unknown scheme 'valkey+redis'"),
 ]
 
 
@@ -162,3 +173,40 @@ def test_validate_url_needs_no_redis_package() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert "not in 1..65535" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("valkey", "redis"),
+    [
+        ("valkey://u:p@h:6380/2?timeout=0.3&db=", None),
+        ("valkey://u:p@h:6380/2?timeout=0.3", "redis://u:p@h:6380/2?timeout=0.3"),
+        ("valkeys://h:6380/0?ssl_cert_reqs=none", "rediss://h:6380/0?ssl_cert_reqs=none"),
+        ("valkey+cluster://h1:7000,h2:7001", "redis+cluster://h1:7000,h2:7001"),
+        ("valkey+sentinel://:pw@h:26379/main/3", "redis+sentinel://:pw@h:26379/main/3"),
+    ],
+)
+def test_valkey_urls_are_the_redis_urls_under_another_name(valkey: str, redis: str | None) -> None:
+    """A valkey URL reads exactly as its redis twin (same target, same errors); only the
+    server's name in messages differs."""
+    from ratelimit.backends.redis_url import parse_redis_url
+
+    if redis is None:
+        with pytest.raises(ConfigError, match="must be a whole number"):
+            parse_redis_url(valkey)
+        return
+    twin, target = parse_redis_url(redis), parse_redis_url(valkey)
+    assert target.server == "Valkey" and twin.server == "Redis"
+    assert dataclasses.replace(target, server="Redis") == twin
+
+
+def test_valkey_backend_is_named_valkey_in_logs() -> None:
+    """A backend built from a valkey URL is a RedisBackend whose log name says Valkey (the
+    password hidden); nothing connects."""
+    from ratelimit import RedisBackend
+
+    backend = backend_from_url("valkey://:hunter2@127.0.0.1:1/0")
+    assert isinstance(backend, RedisBackend)
+    assert backend.breaker.name == "Valkey valkey://:***@127.0.0.1:1/0"
+    assert backend.atomic_across_keys
+    cluster = backend_from_url("valkey+cluster://127.0.0.1:1")
+    assert isinstance(cluster, RedisBackend) and not cluster.atomic_across_keys

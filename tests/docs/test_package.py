@@ -41,3 +41,20 @@ def test_the_classifiers_name_each_supported_python_and_framework() -> None:
     ):
         assert wanted in declared
     assert PYPROJECT["project"]["requires-python"] == ">=3.11"
+
+
+def test_ci_runs_every_declared_python_and_django_6() -> None:
+    """.ci/run tests every Python the classifiers declare (3.11 as its base, the others with
+    ``run_on``), and Django 6.x, which the classifiers name, on Python 3.12."""
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    declared = {
+        c.rsplit(" :: ", 1)[1]
+        for c in PYPROJECT["project"]["classifiers"]
+        if c.startswith("Programming Language :: Python :: 3.")
+    }
+    assert declared == {"3.11", "3.12", "3.13"}
+    assert "Python 3.11" in script.splitlines()[1]
+    for python in declared - {"3.11"}:
+        assert f"\nrun_on {python} " in script, python
+    assert '\nrun_on 3.12 "django>=6,<7" --\n' in script
+    assert "Framework :: Django :: 6.0" in PYPROJECT["project"]["classifiers"]

@@ -8,9 +8,9 @@ import pytest
 
 from ratelimit.http.engine import Engine, Outcome
 from ratelimit.http.keys import RequestInfo
-from tests.redis.conftest import redis_client, redis_proc, redis_url
+from tests.redis.conftest import redis_client, redis_proc, redis_url, server_kind
 
-__all__ = ["redis_client", "redis_proc", "redis_url"]  # the real redis-server fixtures
+__all__ = ["redis_client", "redis_proc", "redis_url", "server_kind"]  # real-server fixtures
 
 
 class Request(RequestInfo):

@@ -72,7 +72,7 @@ def test_registry_object_in_code(registry: Any) -> None:
 
 def test_missing_extra_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """prometheus = true without prometheus_client installed fails at start-up with the fix."""
-    import ratelimit.metrics.config as module
+    import ratelimit.http.metrics_config as module
 
     monkeypatch.setattr(module, "_installed", lambda name: False)
     with pytest.raises(ConfigError, match=r"ratelimit-middleware\[prometheus\]"):
@@ -92,7 +92,7 @@ def test_without_metrics_nothing_is_loaded() -> None:
         "engine = Engine({'rules': [{'name': 'api', 'path': '/api/**', 'limit': '1/minute'}]})\n"
         "assert [hit(engine, '/api/x').kind for _ in range(2)] == ['allowed', 'rejected']\n"
         "loaded = [m for m in ('prometheus_client', 'opentelemetry', 'ratelimit.metrics.observer',"
-        " 'ratelimit.metrics.top', 'ratelimit.http.status') if m in sys.modules]\n"
+        " 'ratelimit.metrics.top', 'ratelimit.metrics.status') if m in sys.modules]\n"
         "print(loaded)\n"
     )
     done = subprocess.run(

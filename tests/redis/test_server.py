@@ -341,7 +341,7 @@ def test_one_round_trip_per_decision(redis_url: str, redis_client: Any) -> None:
     backend.close()
 
 
-def test_memory_per_tracked_key(redis_url: str, redis_client: Any) -> None:
+def test_memory_per_tracked_key(redis_url: str, redis_client: Any, server_kind: str) -> None:
     """Redis attributes at most 90 bytes to a tracked key, for every O(1) algorithm."""
     backend = RedisBackend.from_url(redis_url, timeout=5)
     limits = [
@@ -354,7 +354,9 @@ def test_memory_per_tracked_key(redis_url: str, redis_client: Any) -> None:
         backend.decide("203.0.113.7", [limit], 1)
         key = backend.key_for("203.0.113.7", limit)
         assert redis_client.memory_usage(key, samples=0) <= 90, limit
-        if limit.algorithm.endswith("window"):
+        # Valkey 9 keeps a number written by a script as a short string (embstr), in the
+        # same 40 bytes as Redis's int: the bound above is what counts.
+        if limit.algorithm.endswith("window") and server_kind == "redis":
             assert redis_client.object("encoding", key) == b"int"
     backend.close()
 

