@@ -85,8 +85,9 @@ from ratelimit.backends.redis_url import (
     parse_redis_url,
     redact,
 )
-from ratelimit.backends.shares import Call as ShareCall
 from ratelimit.backends.shares import ShareBook
+from ratelimit.backends.shares import adrive as adrive_shares
+from ratelimit.backends.shares import drive as drive_shares
 from ratelimit.decision import Decision
 from ratelimit.errors import BackendError, ConfigError, RateLimitError
 from ratelimit.limits import Limit
@@ -744,16 +745,12 @@ class RedisBackend:
         return decode(specs, self._call(keys, args))
 
     def _shared(self, items: list[tuple[str, Limit, int]], consume: bool) -> list[Decision]:
-        """A decision with limits that take shares: :meth:`ShareBook.flow` on the sync API."""
+        """A decision with limits that take shares: :meth:`ShareBook.flow` on the sync API
+        (waits for a grant in flight bounded by :attr:`overload_after`)."""
         flow = self.shares.flow(items, consume, *self._share_now())
-        reply: Any = None
-        try:
-            while True:
-                name, args = flow.send(reply)
-                reply = self._share_call(name, args)
-        except StopIteration as stop:
-            result: list[Decision] = stop.value
-            return result
+        return drive_shares(
+            flow, self._share_call, self._share_now, self.overload_after, self._report
+        )
 
     def _share_call(self, name: str, args: tuple[Any, ...]) -> Any:
         if name == "share":
@@ -764,15 +761,34 @@ class RedisBackend:
 
     def return_shares(self) -> None:
         """Give the unused units of every share back to Redis (each at most once; a share
-        whose window or epoch has ended is dropped). Called by :meth:`close`; call it on a
-        reload too. Failures are logged, never raised: the units then stay counted."""
+        whose window or epoch has ended is dropped). Called by :meth:`close` and on a config
+        reload (:meth:`end_shares`). Failures are logged, never raised: the units then stay
+        counted (after the first failure the rest are not tried)."""
+        failed = False
         for key, args, units in self.shares.returns(*self._share_now()):
-            try:
-                reply = self._call([key], args, SHARE_SHA, SHARE_SCRIPT)
-            except BackendError as exc:
-                logger.debug("returning a share failed: %s", exc)
-                reply = [0]
-            self.shares.returned(units, bool(reply and reply[0] == 1))
+            accepted = False
+            if not failed:
+                try:
+                    reply = self._call([key], args, SHARE_SHA, SHARE_SCRIPT)
+                    accepted = bool(reply and reply[0] == 1)
+                except BackendError as exc:
+                    logger.debug("returning a share failed: %s", exc)
+                    failed = True
+            self.shares.returned(units, accepted)
+
+    def end_shares(self) -> None:
+        """Give every share back (a config reload): on a task of the running event loop
+        when called from asyncio code, else blocking (:meth:`return_shares`)."""
+        if not self.shares.held():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.return_shares()
+            return
+        task = loop.create_task(self.areturn_shares())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def decide_each(
         self, items: Sequence[tuple[str, Limit, int]], consume: bool = True
@@ -923,16 +939,12 @@ class RedisBackend:
         return decode(specs, await self._acall(keys, args))
 
     async def _ashared(self, items: list[tuple[str, Limit, int]], consume: bool) -> list[Decision]:
-        """:meth:`_shared` on the asyncio API."""
-        flow = self.shares.flow(items, consume, *self._share_now())
-        reply: Any = None
-        try:
-            while True:
-                call: ShareCall = flow.send(reply)
-                reply = await self._ashare_call(*call)
-        except StopIteration as stop:
-            result: list[Decision] = stop.value
-            return result
+        """:meth:`_shared` on the asyncio API (concurrent misses wait for one grant)."""
+        loop = asyncio.get_running_loop()
+        flow = self.shares.flow(items, consume, *self._share_now(), loop)
+        return await adrive_shares(
+            flow, self._ashare_call, self._share_now, self.overload_after, self._report
+        )
 
     async def _ashare_call(self, name: str, args: tuple[Any, ...]) -> Any:
         if name == "share":
@@ -946,14 +958,27 @@ class RedisBackend:
         return decode(specs, await self._acall(keys, argv))
 
     async def areturn_shares(self) -> None:
-        """:meth:`return_shares` for asyncio code (called by :meth:`aclose`)."""
-        for key, args, units in self.shares.returns(*self._share_now()):
-            try:
-                reply = await self._arun([key], args, SHARE_SHA, SHARE_SCRIPT)
-            except BackendError as exc:
-                logger.debug("returning a share failed: %s", exc)
-                reply = [0]
-            self.shares.returned(units, bool(reply and reply[0] == 1))
+        """:meth:`return_shares` for asyncio code (called by :meth:`aclose` and at ASGI
+        ``lifespan.shutdown``): the returns go out together, auto-pipelined, so a failing
+        Redis costs one deadline, not one per share."""
+        returns = self.shares.returns(*self._share_now())
+        if not returns:
+            return
+        try:
+            self._check()
+            side = self._side()
+        except (BackendError, ConfigError) as exc:
+            logger.debug("returning shares failed: %s", exc)
+            for *_, units in returns:
+                self.shares.returned(units, False)
+            return
+        calls = [side.shares.call([key], args) for key, args, _ in returns]
+        replies = await asyncio.gather(*calls, return_exceptions=True)
+        for (*_, units), reply in zip(returns, replies, strict=True):
+            if isinstance(reply, BaseException):
+                logger.debug("returning a share failed: %s", reply)
+            accepted = not isinstance(reply, BaseException) and bool(reply) and reply[0] == 1
+            self.shares.returned(units, accepted)
 
     async def adecide_each(
         self, items: Sequence[tuple[str, Limit, int]], consume: bool = True

@@ -29,15 +29,29 @@ created) and a grant sequence number, so a flushed or failed-over Redis drops re
 
 **Sizes.** A grant is ``cost + min(want − cost, ⌊(available − cost) / 8⌋)`` units: it shrinks
 toward the cost as the limit's budget runs out (the last units are decided one by one, as
-without shares). ``want`` is ``max(cost, target)``, and the worker's ``target`` starts at 1,
-doubles up to ``N`` each time a share is spent before it ends, and halves when a share ends
-unspent. After each decision a worker holds at most ``N − 1`` units per (client, limit), so
-what the fleet holds unused — the under-admission — is at most ``workers × (N − 1)`` per
-window (per epoch for the buckets) and client.
+without shares). ``want`` is the cost plus the larger of the worker's ``target`` and its own
+demand (the requests waiting for that share, times the cost), never more than the share
+leaves room for. ``target`` starts at 1, doubles up to ``N`` each time a share is spent
+before it ends, and halves when a share ends unspent. What a worker holds, reserves for
+requests being decided and asks in flight stays below ``N``, so it holds at most ``N − 1``
+unused units per (client, limit): what the fleet holds unused — the under-admission — is at
+most ``workers × (N − 1)`` per window (per epoch for the buckets) and client.
 
-**Headers.** A decision made from a share reports ``remaining = left + seen``: the units the
-worker still holds plus what Redis had left after the last grant (exact at the grant, stale
-at most by the share's life, like any reply once in flight).
+**Coalescing.** When a share runs out, every concurrent request misses at once. Only the
+first asks Redis; the others of the same context (its event loop, or the threads) wait for
+that grant — an asyncio future or a ``threading.Event``, at most the backend's
+``overload_after`` — and take from it. Those it does not cover ask next, together, for as
+many units as are then waiting. A failed grant fails its waiters with the same
+:class:`~ratelimit.BackendError`; a one-limit request refused by Redis refuses the waiters of
+no smaller cost with the same rejection. Units are reserved when a request counts on them,
+so no unit is admitted twice, and none beyond what Redis granted.
+
+**Headers.** ``remaining`` never states more than the fleet has left. A decision made from
+held units reports the units this worker still holds after it (a strict lower bound: those
+units are certain); the decision that takes a share reports Redis's remaining at the grant
+plus what the worker then holds (other workers' held units are left out, so this is a lower
+bound too). So ``remaining`` is low between grants — at most ``N − 1`` — and a client may see
+it rise again at the next grant; it is never an overstatement.
 
 This module holds the arithmetic twice, like the algorithms: :func:`grant` and
 :func:`give_back` here (pure, integer ms), and their mirror in ``lua/share.lua``, held to it
@@ -46,12 +60,14 @@ by a parity test.
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ratelimit.decision import INF, Decision
+from ratelimit.errors import BackendError
 from ratelimit.limits import Limit
 
 __all__ = [
@@ -59,6 +75,8 @@ __all__ = [
     "SHRINK",
     "Grant",
     "ShareBook",
+    "adrive",
+    "drive",
     "give_back",
     "grant",
     "hold_ms",
@@ -256,6 +274,41 @@ def give_back(
 # -- the worker's side ---------------------------------------------------------------------
 
 
+class _Flight:
+    """One ``share.lua`` grant in flight. Requests of the same context (the same event loop,
+    or threads when it was asked from a thread) that miss the same share meanwhile wait for
+    it and take from what it brings, instead of asking Redis each for themselves."""
+
+    __slots__ = ("error", "event", "future", "loop", "refusal")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.loop = loop
+        self.event: threading.Event | None = None
+        self.future: asyncio.Future[None] | None = None
+        if loop is None:
+            self.event = threading.Event()
+        else:
+            self.future = loop.create_future()
+        #: The backend failure that ended the grant (handed to every waiter as its own).
+        self.error: BackendError | None = None
+        #: ``(cost, rejection, local time)`` when Redis refused a one-limit request.
+        self.refusal: tuple[int, Decision, float] | None = None
+
+    @property
+    def done(self) -> bool:
+        """Whether the grant has ended (its units, if any, are in the book)."""
+        if self.event is not None:
+            return self.event.is_set()
+        return self.future is not None and self.future.done()
+
+    def finish(self) -> None:
+        """Wake the waiters (once, from the asking request's own thread or loop)."""
+        if self.event is not None:
+            self.event.set()
+        elif self.future is not None and not self.future.done():
+            self.future.set_result(None)
+
+
 @dataclass(slots=True)
 class _Share:
     """What one worker holds of one (client, limit)."""
@@ -265,31 +318,47 @@ class _Share:
     tag: int = 0
     gen: int = 0
     seq: int = 0
-    seen: int = 0  # Redis's remaining after the last grant
     reset_at: float = 0.0
     target: int = 1  # units to ask for next
     limit: Limit | None = None
     pending: int = 0  # units beyond their cost asked by calls still in flight
+    reserved: int = 0  # units taken out of ``left`` by requests not yet decided
+    waiting: int = 0  # requests waiting for ``flight``: the worker's own demand
+    flight: _Flight | None = None  # the latest grant in flight
 
 
 #: A call the backend runs for :meth:`ShareBook.flow`: ``("share", (keys, args))`` runs
-#: ``share.lua``; ``("plain", (items, consume))`` decides the limits without a share.
-Call = tuple[str, tuple[Any, ...]]
+#: ``share.lua``; ``("plain", (items, consume))`` decides the limits without a share;
+#: ``("wait", flight)`` waits for a grant in flight and answers with the clock again,
+#: ``(now, now_ms)`` (see :func:`drive` and :func:`adrive`).
+Call = tuple[str, Any]
 Item = tuple[str, Limit, int]
+#: Units taken out of a share for one item: (redis key, share, units, tag, gen, from the
+#: grant of this very request).
+_Taken = tuple[bytes, _Share, int, int, int, bool]
 
 
-def _local(limit: Limit, share: _Share, cost: int, reset: float) -> Decision:
-    remaining = min(limit.capacity, share.left - cost + share.seen)
-    return Decision(True, limit.capacity, remaining, reset, 0.0, 0.0, limit)
+def _held(limit: Limit, left: int, reset: float) -> Decision:
+    """An admission decided from held units. ``remaining`` is what this worker still holds:
+    a strict lower bound of what the fleet has left (see the module docstring)."""
+    return Decision(True, limit.capacity, min(limit.capacity, left), reset, 0.0, 0.0, limit)
+
+
+def _refused(limit: Limit, row: tuple[bool, int, int, int, int, int, int, int, int]) -> Decision:
+    """The decision of one ``share.lua`` row that did not grant."""
+    allowed, remaining, reset, retry = row[:4]
+    after = 0.0 if allowed else (INF if retry < 0 else retry / 1000)
+    return Decision(allowed, limit.capacity, remaining, reset / 1000, after, 0.0, limit)
 
 
 class ShareBook:
-    """The shares one worker (one backend object) holds; thread-safe.
+    """The shares one worker (one backend object) holds; thread-safe and asyncio-safe.
 
     Args:
         key_of: the Redis key of a (client key, share limit).
         on_event: called with ``("taken" | "returned" | "expired", units)`` for each share
-            taken from Redis, given back, or ended (or dropped) with units unspent.
+            taken from Redis, given back, or ended (or dropped) with units unspent
+            (``ratelimit_shares_total{event}``).
     """
 
     def __init__(
@@ -307,6 +376,9 @@ class ShareBook:
         self._max = max_shares
         #: Shares taken, returned and expired so far (events, not units).
         self.counts = {"taken": 0, "returned": 0, "expired": 0}
+        #: Grants asked of Redis, and requests that waited for one instead of asking.
+        self.asked = 0
+        self.coalesced = 0
         self.on_event = on_event
 
     def _event(self, event: str, units: int) -> None:
@@ -319,132 +391,261 @@ class ShareBook:
         with self._lock:
             return sum(s.left for s in self._shares.values())
 
-    def _live(self, rkey: bytes, now: float) -> _Share | None:
+    def holds(self, key: str, limit: Limit) -> int:
+        """Units of ``limit`` this worker holds for ``key`` (0 for a limit without share).
+        A share past its end still counts here until a decision sees it end."""
+        if limit.share is None:
+            return 0
+        share = self._shares.get(self._key_of(key, limit))
+        if share is None or share.limit != limit:
+            return 0
+        return share.left
+
+    def _share(self, rkey: bytes, limit: Limit, now: float) -> _Share:
+        """The live share of ``rkey`` (created empty); a share past its end, or of a limit a
+        reload changed, is emptied first (its units expire)."""
         share = self._shares.get(rkey)
-        if share is not None and share.left and now >= share.end:
+        if share is None:
+            if len(self._shares) >= self._max:
+                self._drop_oldest()
+            share = self._shares[rkey] = _Share(limit=limit)
+            return share
+        if share.left and (now >= share.end or share.limit != limit):
             self._event("expired", share.left)
             share.left = 0
             share.target = max(1, share.target // 2)
         return share
 
     def flow(
-        self, items: Sequence[Item], consume: bool, now: float, now_ms: int | None
+        self,
+        items: Sequence[Item],
+        consume: bool,
+        now: float,
+        now_ms: int | None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> Generator[Call, Any, list[Decision]]:
         """Decide ``items`` — from held units where they cover the cost, else from one
         ``share.lua`` call, then the limits without a share (``plain``) — all admitted or
         none consumed. ``now`` is the local clock in seconds, ``now_ms`` the script's (or
-        ``None`` for Redis ``TIME``)."""
+        ``None`` for Redis ``TIME``); ``loop`` the running event loop (``None`` on a
+        thread).
+
+        Units are taken out of a share (reserved) when they are counted on, so no two
+        concurrent requests can count on the same unit; a request that is not admitted
+        after all puts them back (or drops them, if the share ended meanwhile).
+
+        A request that misses a share while a grant for it is in flight from the same
+        context waits for that grant (at most the driver's bound) and takes from it: one
+        call to Redis serves every request that missed together, and the next grant asks
+        for as many units as requests are then waiting (up to the share)."""
+        if not consume:
+            return (yield from self._probe(items, now, now_ms))
         out: list[Decision | None] = [None] * len(items)
-        asks: list[tuple[int, bytes, int]] = []  # (item, redis key, want)
+        taken: dict[int, _Taken] = {}
+        skip: _Flight | None = None  # a grant waited for in vain (the wait's bound passed)
+        while True:
+            wait: tuple[_Flight, _Share] | None = None
+            asks: list[tuple[int, bytes, _Share, int]] = []  # item, redis key, share, extra
+            flight: _Flight | None = None
+            with self._lock:
+                for i, (key, limit, cost) in enumerate(items):
+                    if limit.share is None or i in taken:
+                        continue
+                    rkey = self._key_of(key, limit)
+                    share = self._share(rkey, limit, now)
+                    if share.left >= cost:
+                        share.left -= cost
+                        share.reserved += cost
+                        taken[i] = (rkey, share, cost, share.tag, share.gen, False)
+                        out[i] = _held(limit, share.left, max(0.0, share.reset_at - now))
+                        continue
+                    ahead = share.flight
+                    mine = ahead is not None and ahead.loop is loop and ahead is not skip
+                    if wait is None and ahead is not None and mine:
+                        wait = (ahead, share)
+                    asks.append((i, rkey, share, 0))
+                if wait is not None:
+                    self._put_back(taken, now)  # hold nothing while waiting
+                    wait[1].waiting += 1
+                    self.coalesced += 1
+                elif asks:
+                    flight = _Flight(loop)
+                    for n, (i, rkey, share, _) in enumerate(asks):
+                        _, limit, cost = items[i]
+                        size = limit.share or 1
+                        if now < share.end:  # spent before its end: this worker wants more
+                            share.target = min(size, share.target * 2)
+                        # what is held, reserved and asked in flight stays below the share
+                        room = size - 1 - share.left - share.reserved - share.pending
+                        demand = max(share.target - cost, share.waiting * cost)
+                        extra = max(0, min(demand, room))
+                        share.pending += extra
+                        share.flight = flight
+                        asks[n] = (i, rkey, share, extra)
+                    self.asked += 1
+            if wait is None:
+                break
+            ahead, share = wait
+            try:
+                now, now_ms = yield ("wait", ahead)
+            finally:
+                with self._lock:
+                    share.waiting -= 1
+            if not ahead.done:
+                skip = ahead
+                continue
+            refusal = ahead.refusal
+            if refusal is not None and len(items) == 1 and items[0][2] >= refusal[0]:
+                cost, decision, at = refusal
+                with self._lock:
+                    still = share.left < items[0][2]
+                if still:  # the same limit, the same client, no less cost: refused too
+                    elapsed = max(0.0, now - at)
+                    return [
+                        decision._replace(
+                            retry_after=max(0.0, decision.retry_after - elapsed),
+                            reset_after=max(0.0, decision.reset_after - elapsed),
+                        )
+                    ]
+        admitted = True
+        if asks and flight is not None:
+            admitted = yield from self._ask(items, asks, flight, taken, out, now, now_ms)
+        plain = [i for i, (_, limit, _) in enumerate(items) if limit.share is None]
+        if plain:
+            try:
+                got: list[Decision] = yield (
+                    "plain",
+                    ([items[i] for i in plain], admitted),
+                )
+            except BaseException:
+                with self._lock:
+                    self._put_back(taken, now)
+                raise
+            for i, decision in zip(plain, got, strict=True):
+                out[i] = decision
+            admitted = admitted and all(d.allowed for d in got)
+        with self._lock:
+            if admitted:
+                for _, share, units, *_ in taken.values():
+                    share.reserved -= units  # spent
+            else:
+                self._put_back(taken, now)
+        return [d for d in out if d is not None]
+
+    def _ask(
+        self,
+        items: Sequence[Item],
+        asks: list[tuple[int, bytes, _Share, int]],
+        flight: _Flight,
+        taken: dict[int, _Taken],
+        out: list[Decision | None],
+        now: float,
+        now_ms: int | None,
+    ) -> Generator[Call, Any, bool]:
+        """One ``share.lua`` grant for the items ``asks`` names; whether all were granted.
+        Ends ``flight`` (its waiters wake) once the units are in the book."""
+        keys = [rkey for _, rkey, _, _ in asks]
+        args = [b"" if now_ms is None else b"%d" % now_ms, b"g", self.pad]
+        for i, _, _, extra in asks:
+            _, limit, cost = items[i]
+            args += [*_params(limit), b"%d" % cost, b"%d" % (cost + extra)]
+        try:
+            reply = yield ("share", (keys, args))
+            rows = [_parse(row) for row in reply]
+        except BaseException as exc:
+            with self._lock:
+                self._landed(asks, flight)
+                self._put_back(taken, now)
+            if isinstance(exc, BackendError):
+                flight.error = exc
+            flight.finish()
+            raise
+        granted = all(row[0] for row in rows)
+        with self._lock:
+            self._landed(asks, flight)
+            for (i, rkey, share, _), row in zip(asks, rows, strict=True):
+                _, limit, cost = items[i]
+                if not granted:
+                    out[i] = _refused(limit, row)
+                    continue
+                _, remaining, reset, _, got, life, tag, gen, seq = row
+                if share.left and (share.tag != tag or share.gen != gen):
+                    self._event("expired", share.left)  # another window or state
+                    share.left = 0
+                if share.left == 0:
+                    # Redis TIME is whole ms: end a ms early, never late
+                    share.end = now + (life - (1 if now_ms is None else 0)) / 1000
+                share.left += got - cost
+                share.reserved += cost
+                share.limit = limit
+                share.tag, share.gen, share.seq = tag, gen, seq
+                share.reset_at = now + reset / 1000
+                self._event("taken", got)
+                taken[i] = (rkey, share, cost, tag, gen, True)
+                # Redis's remaining at the grant plus what this worker holds: a lower bound
+                # of what the fleet has left (others' held units are not in it)
+                out[i] = _held(limit, remaining + share.left, reset / 1000)
+            if not granted and len(items) == 1:
+                decision = out[asks[0][0]]
+                if decision is not None and not decision.allowed:
+                    flight.refusal = (items[0][2], decision, now)
+            if not granted:
+                self._put_back(taken, now)
+        flight.finish()
+        return granted
+
+    def _landed(self, asks: list[tuple[int, bytes, _Share, int]], flight: _Flight) -> None:
+        """A grant came back (or failed): its asks are no longer in flight."""
+        for _, _, share, extra in asks:
+            share.pending = max(0, share.pending - extra)
+            if share.flight is flight:
+                share.flight = None
+
+    def _put_back(self, taken: dict[int, _Taken], now: float) -> None:
+        """Units reserved for a request not admitted go back to their share if it is the
+        same and still live; units of its own grant (its cost) are dropped, so that no
+        worker holds more than its share (both: under the lock)."""
+        for rkey, share, units, tag, gen, fresh in taken.values():
+            share.reserved -= units
+            same = self._shares.get(rkey) is share and (share.tag, share.gen) == (tag, gen)
+            if not fresh and same and now < share.end:
+                share.left += units
+            else:
+                self._event("expired", units)
+        taken.clear()
+
+    def _probe(
+        self, items: Sequence[Item], now: float, now_ms: int | None
+    ) -> Generator[Call, Any, list[Decision]]:
+        """Decide ``items`` without consuming: from held units where they cover the cost,
+        else from ``share.lua`` in probe mode; then the plain limits."""
+        out: list[Decision | None] = [None] * len(items)
+        asks: list[int] = []
         with self._lock:
             for i, (key, limit, cost) in enumerate(items):
                 if limit.share is None:
                     continue
-                rkey = self._key_of(key, limit)
-                share = self._live(rkey, now)
-                if share is not None and share.left and share.limit != limit:
-                    self._event("expired", share.left)  # a reload changed the limit
-                    share.left = 0
-                if share is not None and share.left >= cost and (share.left or not consume):
-                    out[i] = _local(
-                        limit, share, cost if consume else 0, max(0.0, share.reset_at - now)
-                    )
+                share = self._shares.get(self._key_of(key, limit))
+                live = share is not None and share.limit == limit and now < share.end
+                if live and share is not None and share.left and share.left >= cost:
+                    out[i] = _held(limit, share.left, max(0.0, share.reset_at - now))
                     continue
-                want = 0
-                if consume:
-                    if share is None:
-                        if len(self._shares) >= self._max:
-                            self._drop_oldest()
-                        share = self._shares[rkey] = _Share(limit=limit)
-                    elif now < share.end:  # spent before its end: this worker wants more
-                        share.target = min(limit.share, share.target * 2)
-                    # what is held and asked in flight stays below the share
-                    room = limit.share - 1 - share.left - share.pending
-                    extra = max(0, min(share.target - cost, room))
-                    share.pending += extra
-                    want = cost + extra
-                asks.append((i, rkey, want))
-        granted: list[int] = []
+                asks.append(i)
         if asks:
-            keys = [rkey for _, rkey, _ in asks]
-            args = [b"" if now_ms is None else b"%d" % now_ms, b"g" if consume else b"p", self.pad]
-            for i, _, want in asks:
+            keys = [self._key_of(items[i][0], items[i][1]) for i in asks]
+            args = [b"" if now_ms is None else b"%d" % now_ms, b"p", self.pad]
+            for i in asks:
                 _, limit, cost = items[i]
-                args += [*_params(limit), b"%d" % cost, b"%d" % want]
-            try:
-                reply = yield ("share", (keys, args))
-            finally:
-                with self._lock:
-                    for i, rkey, want in asks:
-                        pending = self._shares.get(rkey)
-                        if pending is not None and consume:
-                            pending.pending = max(0, pending.pending - (want - items[i][2]))
-            rows = [_parse(row) for row in reply]
-            if all(row[0] for row in rows):
-                with self._lock:
-                    for (i, rkey, _), row in zip(asks, rows, strict=True):
-                        _, limit, cost = items[i]
-                        _, remaining, reset, _, got, life, tag, gen, seq = row
-                        if not consume:
-                            out[i] = Decision(
-                                True, limit.capacity, remaining, reset / 1000, 0.0, 0.0, limit
-                            )
-                            continue
-                        share = self._shares.get(rkey)
-                        if share is None:
-                            if len(self._shares) >= self._max:
-                                self._drop_oldest()
-                            share = self._shares[rkey] = _Share()
-                        elif share.left and (share.tag != tag or share.gen != gen):
-                            self._event("expired", share.left)  # another window or state
-                            share.left = 0
-                        if share.left == 0:
-                            # Redis TIME is whole ms: end a ms early, never late
-                            share.end = now + (life - (1 if now_ms is None else 0)) / 1000
-                        share.left += got
-                        share.limit = limit
-                        share.tag, share.gen, share.seq = tag, gen, seq
-                        share.seen = remaining
-                        share.reset_at = now + reset / 1000
-                        self._event("taken", got)
-                        granted.append(i)
-                        out[i] = _local(limit, share, cost, reset / 1000)
-            else:
-                for (i, _, _), row in zip(asks, rows, strict=True):
-                    _, limit, _ = items[i]
-                    allowed, remaining, reset, retry = row[:4]
-                    out[i] = Decision(
-                        allowed,
-                        limit.capacity,
-                        remaining,
-                        reset / 1000,
-                        0.0 if allowed else (INF if retry < 0 else retry / 1000),
-                        0.0,
-                        limit,
-                    )
+                args += [*_params(limit), b"%d" % cost, b"%d" % cost]
+            reply = yield ("share", (keys, args))
+            for i, row in zip(asks, reply, strict=True):
+                out[i] = _refused(items[i][1], _parse(row))
         plain = [i for i, (_, limit, _) in enumerate(items) if limit.share is None]
         if plain:
-            admitted = all(d is None or d.allowed for d in out)
-            got_plain: list[Decision] = yield (
-                "plain",
-                ([items[i] for i in plain], consume and admitted),
-            )
-            for i, decision in zip(plain, got_plain, strict=True):
+            got: list[Decision] = yield ("plain", ([items[i] for i in plain], False))
+            for i, decision in zip(plain, got, strict=True):
                 out[i] = decision
-        decisions = [d for d in out if d is not None]
-        if consume:
-            admitted = all(decisions)
-            with self._lock:
-                for i, (key, limit, cost) in enumerate(items):
-                    if limit.share is None:
-                        continue
-                    if admitted or i in granted:
-                        # spent; or granted for this request, which another limit refused:
-                        # thrown away, so that no worker holds more than its share
-                        share = self._shares.get(self._key_of(key, limit))
-                        if share is not None and share.left >= cost:
-                            share.left -= cost
-        return decisions
+        return [d for d in out if d is not None]
 
     def _drop_oldest(self) -> None:
         rkey = next(iter(self._shares))
@@ -455,8 +656,8 @@ class ShareBook:
     def returns(self, now: float, now_ms: int | None) -> list[tuple[bytes, list[bytes], int]]:
         """Take every live share's unused units out of the book (each goes back at most
         once): ``(redis key, share.lua arguments, units)`` in its ``r`` mode. Shares that
-        have ended are counted as expired. The caller sends them and reports each outcome
-        with :meth:`returned`."""
+        have ended are counted as expired. Units reserved by requests being decided stay
+        with them. The caller sends them and reports each outcome with :meth:`returned`."""
         out: list[tuple[bytes, list[bytes], int]] = []
         head = [b"" if now_ms is None else b"%d" % now_ms, b"r", self.pad]
         with self._lock:
@@ -477,6 +678,78 @@ class ShareBook:
         """Count a return: given back, or refused by Redis (then it expired)."""
         with self._lock:
             self._event("returned" if accepted else "expired", units)
+
+
+def _copy(error: BackendError) -> BackendError:
+    """A waiter's own copy of the error that ended the grant it waited for."""
+    copy = BackendError(*error.args, kind=error.kind)
+    copy.__cause__ = error.__cause__
+    return copy
+
+
+def drive(
+    flow: Generator[Call, Any, list[Decision]],
+    call: Callable[[str, Any], Any],
+    clock: Callable[[], tuple[float, int | None]],
+    bound: float,
+    report: Callable[[BackendError], BackendError],
+) -> list[Decision]:
+    """Run :meth:`ShareBook.flow` with blocking calls: ``call(name, args)`` runs a share or
+    plain call; a wait blocks on the grant's event for at most ``bound`` seconds. A failed
+    grant fails its waiters too (each with its own error, passed through ``report``); any
+    error is thrown into the flow, which puts its reserved units back."""
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            name, args = flow.send(reply) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            result: list[Decision] = stop.value
+            return result
+        error = None
+        try:
+            if name == "wait":
+                flight: _Flight = args
+                if flight.event is not None:
+                    flight.event.wait(bound)
+                if flight.error is not None:
+                    raise report(_copy(flight.error))
+                reply = clock()
+            else:
+                reply = call(name, args)
+        except BaseException as exc:  # handed to the flow, which re-raises it
+            error = exc
+
+
+async def adrive(
+    flow: Generator[Call, Any, list[Decision]],
+    call: Callable[[str, Any], Awaitable[Any]],
+    clock: Callable[[], tuple[float, int | None]],
+    bound: float,
+    report: Callable[[BackendError], BackendError],
+) -> list[Decision]:
+    """:func:`drive` for asyncio: a wait awaits the grant's future (never cancelling it)."""
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            name, args = flow.send(reply) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            result: list[Decision] = stop.value
+            return result
+        error = None
+        try:
+            if name == "wait":
+                flight: _Flight = args
+                if flight.future is not None:
+                    await asyncio.wait((flight.future,), timeout=bound)
+                if flight.error is not None:
+                    raise report(_copy(flight.error))
+                reply = clock()
+            else:
+                reply = await call(name, args)
+        except BaseException as exc:  # handed to the flow, which re-raises it
+            error = exc
 
 
 def _params(limit: Limit) -> list[bytes]:
