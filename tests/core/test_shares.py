@@ -8,14 +8,23 @@ under-admission on what Redis granted and nobody spent.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ratelimit import ConfigError, Limit
-from ratelimit.backends.shares import CODES, ShareBook, State, give_back, grant, hold_ms
+from ratelimit import BackendError, ConfigError, Limit
+from ratelimit.backends.shares import (
+    CODES,
+    ShareBook,
+    State,
+    adrive,
+    give_back,
+    grant,
+    hold_ms,
+)
 from ratelimit.decision import Decision
 
 ALGOS = ["fixed_window", "sliding_window", "token_bucket", "leaky_bucket"]
@@ -232,3 +241,237 @@ def test_algorithms_that_cannot_share_refuse_it(options: dict[str, Any], words: 
 def test_codes_cover_the_sharing_algorithms() -> None:
     """Every algorithm that takes a share has a code in share.lua."""
     assert set(CODES) == set(ALGOS)
+
+
+# -- coalescing, reservations, honest remaining (asyncio, simulated Redis) ------------------
+
+
+class AsyncFakeRedis(FakeRedis):
+    """:class:`FakeRedis` behind an awaitable call that takes ``turns`` loop turns, counting
+    the calls (the round trips a real Redis would see)."""
+
+    def __init__(self, turns: list[int] | None = None) -> None:
+        super().__init__()
+        self.calls = 0
+        self.turns = turns or [1]
+        self.fail: BaseException | None = None
+        self.gate: asyncio.Event | None = None
+
+    async def call(self, name: str, args: Any, now: int) -> Any:
+        """One round trip: a few loop turns, then the script (or the configured failure)."""
+        assert name == "share"
+        self.calls += 1
+        for _ in range(self.turns[self.calls % len(self.turns)]):
+            await asyncio.sleep(0)
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+        return self.run(*args, now)
+
+
+def _raise(error: BackendError) -> BackendError:
+    return error
+
+
+async def _adecide(
+    book: ShareBook,
+    redis: AsyncFakeRedis,
+    limit: Limit,
+    now: int,
+    cost: int = 1,
+    bound: float = 5.0,
+    report: Any = _raise,
+) -> Decision:
+    loop = asyncio.get_running_loop()
+    flow = book.flow([("client", limit, cost)], True, now / 1000, now, loop)
+
+    async def call(name: str, args: Any) -> Any:
+        return await redis.call(name, args, now)
+
+    decisions = await adrive(flow, call, lambda: (now / 1000, now), bound, report)
+    return decisions[0]
+
+
+async def test_concurrent_misses_share_one_grant() -> None:
+    """64 requests missing at once on one worker make at most 1/8 as many Redis calls, and
+    admit no more than Redis granted."""
+    limit = _limit("fixed_window", "10000/hour", 16)
+    redis, book = AsyncFakeRedis(), _book()
+    got = await asyncio.gather(*(_adecide(book, redis, limit, 5_000_000) for _ in range(64)))
+    assert all(d.allowed for d in got)
+    granted = sum(units for _, _, units in redis.log)
+    assert 64 + book.held() == granted
+    assert redis.calls <= 64 // 8
+    assert book.coalesced >= 64 - redis.calls
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    algorithm=st.sampled_from(ALGOS),
+    limit_n=st.integers(1, 80),
+    share=st.integers(1, 16),
+    workers=st.integers(1, 4),
+    per_worker=st.integers(1, 60),
+    turns=st.lists(st.integers(0, 4), min_size=1, max_size=8),
+    costs=st.lists(st.integers(1, 3), min_size=1, max_size=8),
+)
+def test_concurrent_workers_never_admit_more_than_granted(
+    algorithm: str,
+    limit_n: int,
+    share: int,
+    workers: int,
+    per_worker: int,
+    turns: list[int],
+    costs: list[int],
+) -> None:
+    """W workers, each with many concurrent requests that coalesce on its grants: admitted ≤
+    granted ≤ limit, no worker ends holding more than share − 1, and nothing granted is
+    lost (what is not admitted is held)."""
+    limit = _limit(algorithm, f"{limit_n}/hour", share)
+    redis = AsyncFakeRedis(turns)
+    books = [_book() for _ in range(workers)]
+
+    async def run() -> list[tuple[Decision, int]]:
+        jobs = []
+        for n in range(per_worker * workers):
+            cost = min(limit_n, costs[n % len(costs)])
+            jobs.append((n % workers, cost))
+
+        async def one(w: int, cost: int) -> tuple[Decision, int]:
+            return await _adecide(books[w], redis, limit, 7_000_000, cost), cost
+
+        return await asyncio.gather(*(one(w, c) for w, c in jobs))
+
+    results = asyncio.run(run())
+    admitted = sum(cost for d, cost in results if d.allowed)
+    granted = sum(units for _, _, units in redis.log)
+    held = sum(b.held() for b in books)
+    assert admitted + held == granted <= limit.capacity
+    assert all(b.held() <= share - 1 for b in books)
+    assert all(0 <= d.remaining <= limit.capacity for d, _ in results)
+
+
+async def test_a_failed_grant_fails_its_waiters_once() -> None:
+    """When the grant in flight fails, every request waiting for it fails with its own
+    BackendError (each reported), after one call to Redis."""
+    limit = _limit("token_bucket", "100/second", 16)
+    redis, book = AsyncFakeRedis([3]), _book()
+    redis.fail = BackendError("Redis unavailable (timeout)", kind="timeout")
+    reported: list[str] = []
+
+    def report(error: BackendError) -> BackendError:
+        reported.append(error.kind)
+        return error
+
+    got = await asyncio.gather(
+        *(_adecide(book, redis, limit, 1_000, report=report) for _ in range(10)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(e, BackendError) for e in got)
+    assert redis.calls == 1 and reported == ["timeout"] * 9
+    assert book.held() == 0
+
+
+async def test_a_wait_past_its_bound_asks_redis_itself() -> None:
+    """A request whose wait for a grant reaches its bound asks Redis itself; both grants
+    together keep the worker below its share."""
+    limit = _limit("fixed_window", "1000/hour", 8)
+    redis, book = AsyncFakeRedis(), _book()
+    redis.gate = asyncio.Event()
+    first = asyncio.ensure_future(_adecide(book, redis, limit, 9_000_000))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(_adecide(book, redis, limit, 9_000_000, bound=0.0))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert redis.calls == 2
+    redis.gate.set()
+    assert (await first).allowed and (await second).allowed
+    assert book.held() <= 7
+
+
+async def test_waiters_refused_with_the_grant_ask_nothing() -> None:
+    """A one-limit request refused by Redis refuses the requests of no smaller cost that
+    waited for it, without calling Redis again."""
+    limit = _limit("fixed_window", "3/hour", 4)
+    redis, book = AsyncFakeRedis(), _book()
+    for _ in range(3):
+        assert (await _adecide(book, redis, limit, 3_000_000)).allowed
+    calls = redis.calls
+    got = await asyncio.gather(*(_adecide(book, redis, limit, 3_000_000) for _ in range(20)))
+    assert not any(d.allowed for d in got)
+    assert redis.calls == calls + 1
+    assert all(d.retry_after > 0 for d in got)
+
+
+def test_units_counted_on_by_a_refused_request_go_back() -> None:
+    """Held units reserved by a request that another limit refuses are put back into the
+    share (never lost, never admitted twice)."""
+    shared = _limit("fixed_window", "1000/hour", 8)
+    plain = Limit("1/hour", name="tight")
+    redis, book = FakeRedis(), _book()
+    for _ in range(4):
+        _decide(book, redis, shared, 1, 1_000_000)
+    held = book.held()
+    assert held > 0
+    items = [("client", shared, 1), ("client", plain, 1)]
+    flow = book.flow(items, True, 1_000.0, 1_000_000)
+    name, args = flow.send(None)
+    assert name == "plain" and args[1] is True
+    assert book.held() == held - 1  # reserved while the other limit is asked
+    refused = Decision(False, 1, 0, 10.0, 10.0, 0.0, plain)
+    with pytest.raises(StopIteration) as stop:
+        flow.send([refused])
+    assert [d.allowed for d in stop.value.value] == [True, False]
+    assert book.held() == held
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    algorithm=st.sampled_from(ALGOS),
+    share=st.integers(1, 16),
+    workers=st.integers(1, 5),
+    events=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 4)), min_size=1, max_size=120),
+)
+def test_remaining_never_overstates_what_the_fleet_has_left(
+    algorithm: str, share: int, workers: int, events: list[tuple[int, int]]
+) -> None:
+    """``remaining`` of every admission is at most what Redis has left plus what all the
+    workers hold, right after the decision."""
+    limit = _limit(algorithm, "40/10s", share)
+    redis = FakeRedis()
+    books = [_book() for _ in range(workers)]
+    now = 2_000_000
+    key = b"client:" + limit.id.encode()
+    for dt, who in events:
+        now += dt
+        decision = _decide(books[who % workers], redis, limit, 1, now)
+        probe = grant(
+            CODES[limit.algorithm],
+            40,
+            10_000,
+            limit.capacity,
+            hold_ms(limit),
+            redis.states.get(key),
+            now,
+            0,
+            0,
+            0,
+        )
+        fleet = probe.remaining + sum(b.held() for b in books)
+        if decision.allowed:
+            assert decision.remaining <= fleet
+
+
+def test_a_cached_rejection_never_hides_held_units() -> None:
+    """The rejection cache does not answer a request the worker's held units cover."""
+    from ratelimit.http.rejections import RejectionCache
+
+    limit = _limit("fixed_window", "10/minute", 4)
+    held = {"k": 0}
+    cache = RejectionCache(clock=lambda: 100.0, holds=lambda key, lim: held[key])
+    cache.remember("k", Decision(False, 10, 0, 30.0, 30.0, 0.0, limit), 1)
+    assert cache.lookup([("k", [limit], 1)]) is not None
+    held["k"] = 2
+    assert cache.lookup([("k", [limit], 1)]) is None
+    assert len(cache) == 0
