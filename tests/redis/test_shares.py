@@ -3,6 +3,7 @@ and the faults (Redis down, flushed)."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 from typing import Any
 
@@ -174,4 +175,96 @@ def test_mixed_call_throws_away_the_cost_when_a_plain_limit_refuses(redis_url: s
     got = [all(backend.decide("m", [shared, tight], 1)) for _ in range(10)]
     assert got.count(True) == 2
     assert backend.shares.held() <= 3
+    backend.close()
+
+
+def _script_calls(client: Any) -> int:
+    """EVALSHA + EVAL calls since the last ``CONFIG RESETSTAT`` (``INFO commandstats``)."""
+    stats = client.info("commandstats")
+    return sum(stats.get(name, {}).get("calls", 0) for name in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+@pytest.mark.parametrize(("rate", "n"), [("100000/hour", 256), ("50/hour", 200)])
+async def test_concurrent_adecide_coalesce_on_redis(
+    redis_url: str, redis_client: Any, rate: str, n: int
+) -> None:
+    """Many concurrent ``adecide`` on one key and one worker: at most one script call per
+    8 decisions (``INFO commandstats``), and never more admitted than the limit."""
+    backend = RedisBackend.from_url(redis_url, clock=lambda: 70_000.0)
+    limit = _limit("fixed_window", rate, 16, f"co-{n}")
+    await backend.adecide("warm", [limit], 1)  # connected, script loaded
+    redis_client.config_resetstat()
+    got = await asyncio.gather(*(backend.adecide("k", [limit], 1) for _ in range(n)))
+    calls = _script_calls(redis_client)
+    admitted = sum(d[0].allowed for d in got)
+    capacity = limit.capacity
+    assert calls * 8 <= n
+    assert admitted <= min(n, capacity)
+    assert admitted >= min(n, capacity) - 15
+    await backend.aclose()
+
+
+def test_a_flushed_or_failed_over_redis_bounds_the_overshoot(
+    redis_url: str, redis_client: Any
+) -> None:
+    """State lost under a worker (FLUSHALL, or a failover to a replica that missed the
+    grants): it spends what it held, then takes shares of the new state; in the window at
+    most the limit plus what was granted before the loss is admitted, and nothing old is
+    given back into the new state."""
+    backend = RedisBackend.from_url(redis_url, clock=lambda: 80_000.0)
+    limit = _limit("fixed_window", "40/hour", 16, "lost")
+    before = sum(backend.decide("k", [limit], 1)[0].allowed for _ in range(20))
+    granted_before = before + backend.shares.held()
+    redis_client.flushall()
+    after = sum(backend.decide("k", [limit], 1)[0].allowed for _ in range(100))
+    assert before + after <= 40 + granted_before
+    assert after >= 40 - 15  # the new state's budget is used, less at most one share
+    stored = redis_client.get(backend.share_key("k", limit))
+    gen = int(stored.split()[0])
+    backend.close()
+    assert int(redis_client.get(backend.share_key("k", limit)).split()[0]) == gen
+
+
+async def test_lifespan_shutdown_gives_shares_back(redis_url: str) -> None:
+    """The ASGI middleware gives a worker's unused units back at ``lifespan.shutdown``."""
+    from ratelimit.asgi import RateLimitMiddleware
+    from tests.metrics.conftest import Request
+    from tests.redis.test_warmup import _app, _start
+
+    backend = RedisBackend.from_url(redis_url, clock=lambda: 90_000.0)
+    config = {"rules": [{"name": "s", "path": "/s", "limit": "1000/hour", "share": 16}]}
+    app = RateLimitMiddleware(_app, config=config, backend=backend)
+    plan = app.engine.plan("GET", "/s")
+    assert plan is not None
+    for _ in range(8):
+        await app.engine.arun(plan, Request("GET", "/s", "192.0.2.9", {}))
+    held = backend.shares.held()
+    assert held > 0
+    probe = RedisBackend.from_url(redis_url, clock=lambda: 90_000.0)
+    limits = plan.groups[0].limits
+    key = plan.groups[0].key(Request("GET", "/s", "192.0.2.9", {}))
+    left = probe.decide(key, list(limits), 0, consume=False)[0].remaining
+    await _start(app)
+    assert backend.shares.held() == 0 and backend.shares.counts["returned"] == 1
+    assert probe.decide(key, list(limits), 0, consume=False)[0].remaining == left + held
+    probe.close()
+    await backend.aclose()
+
+
+def test_a_reload_gives_shares_back(redis_url: str, tmp_path: Any) -> None:
+    """``Engine.reload`` gives the unused units back before the new rules take shares."""
+    from ratelimit.http.engine import Engine
+    from tests.metrics.conftest import hit
+
+    path = tmp_path / "ratelimit.toml"
+    rule = '[[rules]]\nname = "s"\npath = "/s"\nlimit = "{}"\nshare = 16\n'
+    path.write_text(rule.format("1000/hour"))
+    backend = RedisBackend.from_url(redis_url, clock=lambda: 95_000.0)
+    engine = Engine(str(path), backend=backend)
+    for _ in range(8):
+        assert hit(engine, "/s").kind == "allowed"
+    assert backend.shares.held() > 0
+    path.write_text(rule.format("2000/hour"))
+    assert engine.reload()
+    assert backend.shares.held() == 0 and backend.shares.counts["returned"] == 1
     backend.close()
