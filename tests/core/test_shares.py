@@ -475,3 +475,43 @@ def test_a_cached_rejection_never_hides_held_units() -> None:
     held["k"] = 2
     assert cache.lookup([("k", [limit], 1)]) is None
     assert len(cache) == 0
+
+
+def test_threads_that_miss_together_wait_for_one_grant() -> None:
+    """On threads, requests that miss while a grant is in flight wait on its event instead
+    of calling Redis: 8 threads make at most 4 calls (targets 1, 2, 4, 8), all admitted."""
+    import threading
+
+    from ratelimit.backends.shares import drive
+
+    limit = _limit("fixed_window", "10000/hour", 16)
+    redis, book = FakeRedis(), _book()
+    gate = threading.Event()
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def call(name: str, args: Any) -> Any:
+        with lock:
+            calls.append(1)
+        gate.wait(10)
+        with lock:
+            return redis.run(*args, 4_000_000)
+
+    def one(out: list[Decision]) -> None:
+        flow = book.flow([("client", limit, 1)], True, 4_000.0, 4_000_000)
+        out.extend(drive(flow, call, lambda: (4_000.0, 4_000_000), 10.0, _raise))
+
+    out: list[Decision] = []
+    threads = [threading.Thread(target=one, args=(out,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for _ in range(1000):  # until the 7 others wait on the first one's grant
+        if book.coalesced >= 7:
+            break
+        threading.Event().wait(0.01)
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(out) == 8 and all(d.allowed for d in out)
+    assert len(calls) <= 4
+    assert book.held() <= 15
