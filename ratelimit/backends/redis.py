@@ -747,7 +747,11 @@ class RedisBackend:
     def _shared(self, items: list[tuple[str, Limit, int]], consume: bool) -> list[Decision]:
         """A decision with limits that take shares: :meth:`ShareBook.flow` on the sync API
         (waits for a grant in flight bounded by :attr:`overload_after`)."""
-        flow = self.shares.flow(items, consume, *self._share_now())
+        now = self._share_now()
+        fast = self.shares.take(items, consume, now[0])
+        if fast is not None:
+            return fast
+        flow = self.shares.flow(items, consume, *now)
         return drive_shares(
             flow, self._share_call, self._share_now, self.overload_after, self._report
         )
@@ -940,8 +944,11 @@ class RedisBackend:
 
     async def _ashared(self, items: list[tuple[str, Limit, int]], consume: bool) -> list[Decision]:
         """:meth:`_shared` on the asyncio API (concurrent misses wait for one grant)."""
-        loop = asyncio.get_running_loop()
-        flow = self.shares.flow(items, consume, *self._share_now(), loop)
+        now = self._share_now()
+        fast = self.shares.take(items, consume, now[0])
+        if fast is not None:
+            return fast
+        flow = self.shares.flow(items, consume, *now, asyncio.get_running_loop())
         return await adrive_shares(
             flow, self._ashare_call, self._share_now, self.overload_after, self._report
         )

@@ -325,6 +325,7 @@ class _Share:
     reserved: int = 0  # units taken out of ``left`` by requests not yet decided
     waiting: int = 0  # requests waiting for ``flight``: the worker's own demand
     flight: _Flight | None = None  # the latest grant in flight
+    rkey: bytes = b""  # its Redis key
 
 
 #: A call the backend runs for :meth:`ShareBook.flow`: ``("share", (keys, args))`` runs
@@ -333,9 +334,11 @@ class _Share:
 #: ``(now, now_ms)`` (see :func:`drive` and :func:`adrive`).
 Call = tuple[str, Any]
 Item = tuple[str, Limit, int]
-#: Units taken out of a share for one item: (redis key, share, units, tag, gen, from the
-#: grant of this very request).
-_Taken = tuple[bytes, _Share, int, int, int, bool]
+#: A share's slot in the book: (client key, limit id).
+_Slot = tuple[str, str]
+#: Units taken out of a share for one item: (slot, share, units, tag, gen, from the grant of
+#: this very request).
+_Taken = tuple[_Slot, _Share, int, int, int, bool]
 
 
 def _held(limit: Limit, left: int, reset: float) -> Decision:
@@ -371,7 +374,7 @@ class ShareBook:
         #: Extra ms on every TTL (the backend's ``ttl_pad_ms``).
         self.pad = pad
         self._key_of = key_of
-        self._shares: dict[bytes, _Share] = {}
+        self._shares: dict[_Slot, _Share] = {}
         self._lock = threading.Lock()
         self._max = max_shares
         #: Shares taken, returned and expired so far (events, not units).
@@ -396,24 +399,53 @@ class ShareBook:
         A share past its end still counts here until a decision sees it end."""
         if limit.share is None:
             return 0
-        share = self._shares.get(self._key_of(key, limit))
+        share = self._shares.get((key, limit.id))
         if share is None or share.limit != limit:
             return 0
         return share.left
 
-    def _share(self, rkey: bytes, limit: Limit, now: float) -> _Share:
-        """The live share of ``rkey`` (created empty); a share past its end, or of a limit a
+    def take(self, items: Sequence[Item], consume: bool, now: float) -> list[Decision] | None:
+        """The fast path: when every item is a limit with share whose live share covers its
+        cost, spend them at once and return the decisions; else ``None``, having taken
+        nothing (then :meth:`flow` decides)."""
+        if not consume:
+            return None
+        shares = self._shares
+        out: list[Decision] = []
+        spent: list[tuple[_Share, int]] = []
+        with self._lock:
+            for key, limit, cost in items:
+                share = shares.get((key, limit.id))
+                if (
+                    share is None
+                    or share.left < cost
+                    or now >= share.end
+                    or (share.limit is not limit and share.limit != limit)
+                ):
+                    for back, units in spent:
+                        back.left += units
+                    return None
+                share.left -= cost
+                spent.append((share, cost))
+                out.append(_held(limit, share.left, max(0.0, share.reset_at - now)))
+        return out
+
+    def _share(self, slot: _Slot, key: str, limit: Limit, now: float) -> _Share:
+        """The live share of ``slot`` (created empty); a share past its end, or of a limit a
         reload changed, is emptied first (its units expire)."""
-        share = self._shares.get(rkey)
+        share = self._shares.get(slot)
         if share is None:
             if len(self._shares) >= self._max:
                 self._drop_oldest()
-            share = self._shares[rkey] = _Share(limit=limit)
+            share = self._shares[slot] = _Share(limit=limit, rkey=self._key_of(key, limit))
             return share
-        if share.left and (now >= share.end or share.limit != limit):
+        changed = share.limit is not limit and share.limit != limit
+        if share.left and (now >= share.end or changed):
             self._event("expired", share.left)
             share.left = 0
             share.target = max(1, share.target // 2)
+        if changed:  # a reload changed the limit under the same name: its own Redis key
+            share.limit, share.rkey = limit, self._key_of(key, limit)
         return share
 
     def flow(
@@ -445,32 +477,32 @@ class ShareBook:
         skip: _Flight | None = None  # a grant waited for in vain (the wait's bound passed)
         while True:
             wait: tuple[_Flight, _Share] | None = None
-            asks: list[tuple[int, bytes, _Share, int]] = []  # item, redis key, share, extra
+            asks: list[tuple[int, _Slot, _Share, int]] = []  # item, slot, share, extra
             flight: _Flight | None = None
             with self._lock:
                 for i, (key, limit, cost) in enumerate(items):
                     if limit.share is None or i in taken:
                         continue
-                    rkey = self._key_of(key, limit)
-                    share = self._share(rkey, limit, now)
+                    slot = (key, limit.id)
+                    share = self._share(slot, key, limit, now)
                     if share.left >= cost:
                         share.left -= cost
                         share.reserved += cost
-                        taken[i] = (rkey, share, cost, share.tag, share.gen, False)
+                        taken[i] = (slot, share, cost, share.tag, share.gen, False)
                         out[i] = _held(limit, share.left, max(0.0, share.reset_at - now))
                         continue
                     ahead = share.flight
                     mine = ahead is not None and ahead.loop is loop and ahead is not skip
                     if wait is None and ahead is not None and mine:
                         wait = (ahead, share)
-                    asks.append((i, rkey, share, 0))
+                    asks.append((i, slot, share, 0))
                 if wait is not None:
                     self._put_back(taken, now)  # hold nothing while waiting
                     wait[1].waiting += 1
                     self.coalesced += 1
                 elif asks:
                     flight = _Flight(loop)
-                    for n, (i, rkey, share, _) in enumerate(asks):
+                    for n, (i, slot, share, _) in enumerate(asks):
                         _, limit, cost = items[i]
                         size = limit.share or 1
                         if now < share.end:  # spent before its end: this worker wants more
@@ -481,7 +513,7 @@ class ShareBook:
                         extra = max(0, min(demand, room))
                         share.pending += extra
                         share.flight = flight
-                        asks[n] = (i, rkey, share, extra)
+                        asks[n] = (i, slot, share, extra)
                     self.asked += 1
             if wait is None:
                 break
@@ -535,7 +567,7 @@ class ShareBook:
     def _ask(
         self,
         items: Sequence[Item],
-        asks: list[tuple[int, bytes, _Share, int]],
+        asks: list[tuple[int, _Slot, _Share, int]],
         flight: _Flight,
         taken: dict[int, _Taken],
         out: list[Decision | None],
@@ -544,7 +576,7 @@ class ShareBook:
     ) -> Generator[Call, Any, bool]:
         """One ``share.lua`` grant for the items ``asks`` names; whether all were granted.
         Ends ``flight`` (its waiters wake) once the units are in the book."""
-        keys = [rkey for _, rkey, _, _ in asks]
+        keys = [share.rkey for _, _, share, _ in asks]
         args = [b"" if now_ms is None else b"%d" % now_ms, b"g", self.pad]
         for i, _, _, extra in asks:
             _, limit, cost = items[i]
@@ -563,7 +595,7 @@ class ShareBook:
         granted = all(row[0] for row in rows)
         with self._lock:
             self._landed(asks, flight)
-            for (i, rkey, share, _), row in zip(asks, rows, strict=True):
+            for (i, slot, share, _), row in zip(asks, rows, strict=True):
                 _, limit, cost = items[i]
                 if not granted:
                     out[i] = _refused(limit, row)
@@ -581,7 +613,7 @@ class ShareBook:
                 share.tag, share.gen, share.seq = tag, gen, seq
                 share.reset_at = now + reset / 1000
                 self._event("taken", got)
-                taken[i] = (rkey, share, cost, tag, gen, True)
+                taken[i] = (slot, share, cost, tag, gen, True)
                 # Redis's remaining at the grant plus what this worker holds: a lower bound
                 # of what the fleet has left (others' held units are not in it)
                 out[i] = _held(limit, remaining + share.left, reset / 1000)
@@ -594,7 +626,7 @@ class ShareBook:
         flight.finish()
         return granted
 
-    def _landed(self, asks: list[tuple[int, bytes, _Share, int]], flight: _Flight) -> None:
+    def _landed(self, asks: list[tuple[int, _Slot, _Share, int]], flight: _Flight) -> None:
         """A grant came back (or failed): its asks are no longer in flight."""
         for _, _, share, extra in asks:
             share.pending = max(0, share.pending - extra)
@@ -605,9 +637,9 @@ class ShareBook:
         """Units reserved for a request not admitted go back to their share if it is the
         same and still live; units of its own grant (its cost) are dropped, so that no
         worker holds more than its share (both: under the lock)."""
-        for rkey, share, units, tag, gen, fresh in taken.values():
+        for slot, share, units, tag, gen, fresh in taken.values():
             share.reserved -= units
-            same = self._shares.get(rkey) is share and (share.tag, share.gen) == (tag, gen)
+            same = self._shares.get(slot) is share and (share.tag, share.gen) == (tag, gen)
             if not fresh and same and now < share.end:
                 share.left += units
             else:
@@ -625,7 +657,7 @@ class ShareBook:
             for i, (key, limit, cost) in enumerate(items):
                 if limit.share is None:
                     continue
-                share = self._shares.get(self._key_of(key, limit))
+                share = self._shares.get((key, limit.id))
                 live = share is not None and share.limit == limit and now < share.end
                 if live and share is not None and share.left and share.left >= cost:
                     out[i] = _held(limit, share.left, max(0.0, share.reset_at - now))
@@ -648,8 +680,8 @@ class ShareBook:
         return [d for d in out if d is not None]
 
     def _drop_oldest(self) -> None:
-        rkey = next(iter(self._shares))
-        share = self._shares.pop(rkey)
+        slot = next(iter(self._shares))
+        share = self._shares.pop(slot)
         if share.left:
             self._event("expired", share.left)
 
@@ -661,7 +693,7 @@ class ShareBook:
         out: list[tuple[bytes, list[bytes], int]] = []
         head = [b"" if now_ms is None else b"%d" % now_ms, b"r", self.pad]
         with self._lock:
-            for rkey, share in self._shares.items():
+            for share in self._shares.values():
                 if not share.left or share.limit is None:
                     continue
                 if now >= share.end:
@@ -669,7 +701,7 @@ class ShareBook:
                 else:
                     tail = (share.tag, share.gen, share.seq, share.left)
                     args = [*head, *_params(share.limit), *(b"%d" % v for v in tail)]
-                    out.append((rkey, args, share.left))
+                    out.append((share.rkey, args, share.left))
                 share.left = 0
             self._shares.clear()
         return out
