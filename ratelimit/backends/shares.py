@@ -277,36 +277,55 @@ def give_back(
 class _Flight:
     """One ``share.lua`` grant in flight. Requests of the same context (the same event loop,
     or threads when it was asked from a thread) that miss the same share meanwhile wait for
-    it and take from what it brings, instead of asking Redis each for themselves."""
+    it and take from what it brings, instead of asking Redis each for themselves.
 
-    __slots__ = ("error", "event", "future", "loop", "refusal")
+    On a loop each waiter awaits a future of its own (a waiter cancelled cancels nothing
+    else), and one timer per grant wakes them all if the bound passes first."""
+
+    __slots__ = ("done", "error", "event", "loop", "refusal", "timer", "waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.loop = loop
-        self.event: threading.Event | None = None
-        self.future: asyncio.Future[None] | None = None
-        if loop is None:
-            self.event = threading.Event()
-        else:
-            self.future = loop.create_future()
+        #: Whether the grant has ended (its units, if any, are in the book).
+        self.done = False
+        self.event: threading.Event | None = threading.Event() if loop is None else None
+        self.waiters: list[asyncio.Future[None]] = []
+        self.timer: asyncio.TimerHandle | None = None
         #: The backend failure that ended the grant (handed to every waiter as its own).
         self.error: BackendError | None = None
         #: ``(cost, rejection, local time)`` when Redis refused a one-limit request.
         self.refusal: tuple[int, Decision, float] | None = None
 
-    @property
-    def done(self) -> bool:
-        """Whether the grant has ended (its units, if any, are in the book)."""
-        if self.event is not None:
-            return self.event.is_set()
-        return self.future is not None and self.future.done()
+    def wait(self, bound: float) -> asyncio.Future[None]:
+        """A future of the asking loop, done when the grant ends or ``bound`` seconds pass."""
+        loop = self.loop
+        assert loop is not None
+        future: asyncio.Future[None] = loop.create_future()
+        self.waiters.append(future)
+        if self.timer is None:
+            self.timer = loop.call_later(bound, self._timeout)
+        return future
+
+    def _timeout(self) -> None:
+        self.timer = None
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
 
     def finish(self) -> None:
         """Wake the waiters (once, from the asking request's own thread or loop)."""
+        self.done = True
         if self.event is not None:
             self.event.set()
-        elif self.future is not None and not self.future.done():
-            self.future.set_result(None)
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self._wake()
 
 
 @dataclass(slots=True)
@@ -773,8 +792,8 @@ async def adrive(
         try:
             if name == "wait":
                 flight: _Flight = args
-                if flight.future is not None:
-                    await asyncio.wait((flight.future,), timeout=bound)
+                if flight.loop is not None:
+                    await flight.wait(bound)
                 if flight.error is not None:
                     raise report(_copy(flight.error))
                 reply = clock()
