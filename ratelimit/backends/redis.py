@@ -86,7 +86,7 @@ from ratelimit.backends.redis_url import (
     redact,
 )
 from ratelimit.backends.shares import ShareBook
-from ratelimit.backends.shares import adrive as adrive_shares
+from ratelimit.backends.shares import adecide as adecide_shares
 from ratelimit.backends.shares import drive as drive_shares
 from ratelimit.decision import Decision
 from ratelimit.errors import BackendError, ConfigError, RateLimitError
@@ -749,7 +749,7 @@ class RedisBackend:
         (waits for a grant in flight bounded by :attr:`overload_after`)."""
         now = self._share_now()
         fast = self.shares.take(items, consume, now[0])
-        if fast is not None:
+        if isinstance(fast, list):
             return fast
         flow = self.shares.flow(items, consume, *now)
         return drive_shares(
@@ -942,15 +942,18 @@ class RedisBackend:
         specs, keys, args = self._request(key, limits, cost, consume)
         return decode(specs, await self._acall(keys, args))
 
-    async def _ashared(self, items: list[tuple[str, Limit, int]], consume: bool) -> list[Decision]:
+    def _ashared(
+        self, items: list[tuple[str, Limit, int]], consume: bool
+    ) -> Awaitable[list[Decision]]:
         """:meth:`_shared` on the asyncio API (concurrent misses wait for one grant)."""
-        now = self._share_now()
-        fast = self.shares.take(items, consume, now[0])
-        if fast is not None:
-            return fast
-        flow = self.shares.flow(items, consume, *now, asyncio.get_running_loop())
-        return await adrive_shares(
-            flow, self._ashare_call, self._share_now, self.overload_after, self._report
+        return adecide_shares(
+            self.shares,
+            items,
+            consume,
+            self._ashare_call,
+            self._share_now,
+            self.overload_after,
+            self._report,
         )
 
     async def _ashare_call(self, name: str, args: tuple[Any, ...]) -> Any:

@@ -75,6 +75,7 @@ __all__ = [
     "SHRINK",
     "Grant",
     "ShareBook",
+    "adecide",
     "adrive",
     "drive",
     "give_back",
@@ -282,7 +283,7 @@ class _Flight:
     On a loop each waiter awaits a future of its own (a waiter cancelled cancels nothing
     else), and one timer per grant wakes them all if the bound passes first."""
 
-    __slots__ = ("done", "error", "event", "loop", "refusal", "timer", "waiters")
+    __slots__ = ("done", "error", "event", "handed", "loop", "refusal", "timer", "waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.loop = loop
@@ -290,6 +291,8 @@ class _Flight:
         self.done = False
         self.event: threading.Event | None = threading.Event() if loop is None else None
         self.waiters: list[asyncio.Future[None]] = []
+        #: One-limit requests waiting to be handed their units: (cost, share, future).
+        self.handed: list[tuple[int, _Share, asyncio.Future[Decision | None]]] = []
         self.timer: asyncio.TimerHandle | None = None
         #: The backend failure that ended the grant (handed to every waiter as its own).
         self.error: BackendError | None = None
@@ -306,6 +309,36 @@ class _Flight:
             self.timer = loop.call_later(bound, self._timeout)
         return future
 
+    def hand(self, cost: int, share: _Share, bound: float) -> asyncio.Future[Decision | None]:
+        """A future that the grant resolves with this one-limit request's decision (taken
+        from the units it brings, or its refusal), or ``None``: decide it again."""
+        loop = self.loop
+        assert loop is not None
+        future: asyncio.Future[Decision | None] = loop.create_future()
+        self.handed.append((cost, share, future))
+        if self.timer is None:
+            self.timer = loop.call_later(bound, self._timeout)
+        return future
+
+    def serve(self, limit: Limit, now: float) -> None:
+        """Hand the waiting one-limit requests their units, in their order, while the share
+        covers them (under the book's lock, once the grant's units are in it); a refusal
+        refuses those of no smaller cost."""
+        handed, self.handed = self.handed, []
+        refusal = self.refusal
+        rest = []
+        for cost, share, future in handed:
+            if future.done():
+                continue
+            if share.limit == limit and share.left >= cost and now < share.end:
+                share.left -= cost
+                future.set_result(_held(limit, share.left, max(0.0, share.reset_at - now)))
+            elif refusal is not None and cost >= refusal[0] and share.left < cost:
+                future.set_result(_moved(refusal, now))
+            else:
+                rest.append((cost, share, future))
+        self.handed = rest
+
     def _timeout(self) -> None:
         self.timer = None
         self._wake()
@@ -315,6 +348,15 @@ class _Flight:
         for future in waiters:
             if not future.done():
                 future.set_result(None)
+        handed, self.handed = self.handed, []
+        error = self.error
+        for _, _, handoff in handed:
+            if handoff.done():
+                continue
+            if error is not None:
+                handoff.set_exception(_copy(error))
+            else:
+                handoff.set_result(None)
 
     def finish(self) -> None:
         """Wake the waiters (once, from the asking request's own thread or loop)."""
@@ -358,6 +400,16 @@ _Slot = tuple[str, str]
 #: Units taken out of a share for one item: (slot, share, units, tag, gen, from the grant of
 #: this very request).
 _Taken = tuple[_Slot, _Share, int, int, int, bool]
+
+
+def _moved(refusal: tuple[int, Decision, float], now: float) -> Decision:
+    """A grant's refusal, with its times moved on to ``now``."""
+    _, decision, at = refusal
+    elapsed = max(0.0, now - at)
+    return decision._replace(
+        retry_after=max(0.0, decision.retry_after - elapsed),
+        reset_after=max(0.0, decision.reset_after - elapsed),
+    )
 
 
 def _held(limit: Limit, left: int, reset: float) -> Decision:
@@ -423,13 +475,34 @@ class ShareBook:
             return 0
         return share.left
 
-    def take(self, items: Sequence[Item], consume: bool, now: float) -> list[Decision] | None:
+    def take(
+        self,
+        items: Sequence[Item],
+        consume: bool,
+        now: float,
+        loop: asyncio.AbstractEventLoop | None = None,
+        bound: float = 0.0,
+    ) -> list[Decision] | tuple[asyncio.Future[Decision | None], _Flight] | None:
         """The fast path: when every item is a limit with share whose live share covers its
-        cost, spend them at once and return the decisions; else ``None``, having taken
-        nothing (then :meth:`flow` decides)."""
+        cost, spend them at once and return the decisions. A one-limit request on ``loop``
+        whose share is short while a grant for it is in flight from that loop gets a future
+        instead (see :meth:`_Flight.hand`). Else ``None``, having taken nothing (then
+        :meth:`flow` decides)."""
         if not consume:
             return None
         shares = self._shares
+        if len(items) == 1:  # the common case, spelled out
+            key, limit, cost = items[0]
+            with self._lock:
+                share = shares.get((key, limit.id))
+                if (
+                    share is not None
+                    and share.left >= cost
+                    and now < share.end
+                    and (share.limit is limit or share.limit == limit)
+                ):
+                    share.left -= cost
+                    return [_held(limit, share.left, max(0.0, share.reset_at - now))]
         out: list[Decision] = []
         spent: list[tuple[_Share, int]] = []
         with self._lock:
@@ -443,6 +516,11 @@ class ShareBook:
                 ):
                     for back, units in spent:
                         back.left += units
+                    if loop is not None and share is not None and len(items) == 1:
+                        ahead = share.flight
+                        if ahead is not None and ahead.loop is loop and share.limit == limit:
+                            self.coalesced += 1
+                            return ahead.hand(cost, share, bound), ahead
                     return None
                 share.left -= cost
                 spent.append((share, cost))
@@ -474,12 +552,13 @@ class ShareBook:
         now: float,
         now_ms: int | None,
         loop: asyncio.AbstractEventLoop | None = None,
+        skip: _Flight | None = None,
     ) -> Generator[Call, Any, list[Decision]]:
         """Decide ``items`` — from held units where they cover the cost, else from one
         ``share.lua`` call, then the limits without a share (``plain``) — all admitted or
         none consumed. ``now`` is the local clock in seconds, ``now_ms`` the script's (or
         ``None`` for Redis ``TIME``); ``loop`` the running event loop (``None`` on a
-        thread).
+        thread); ``skip`` a grant already waited for in vain (not waited for again).
 
         Units are taken out of a share (reserved) when they are counted on, so no two
         concurrent requests can count on the same unit; a request that is not admitted
@@ -493,7 +572,6 @@ class ShareBook:
             return (yield from self._probe(items, now, now_ms))
         out: list[Decision | None] = [None] * len(items)
         taken: dict[int, _Taken] = {}
-        skip: _Flight | None = None  # a grant waited for in vain (the wait's bound passed)
         while True:
             wait: tuple[_Flight, _Share] | None = None
             asks: list[tuple[int, _Slot, _Share, int]] = []  # item, slot, share, extra
@@ -547,17 +625,10 @@ class ShareBook:
                 continue
             refusal = ahead.refusal
             if refusal is not None and len(items) == 1 and items[0][2] >= refusal[0]:
-                cost, decision, at = refusal
                 with self._lock:
                     still = share.left < items[0][2]
                 if still:  # the same limit, the same client, no less cost: refused too
-                    elapsed = max(0.0, now - at)
-                    return [
-                        decision._replace(
-                            retry_after=max(0.0, decision.retry_after - elapsed),
-                            reset_after=max(0.0, decision.reset_after - elapsed),
-                        )
-                    ]
+                    return [_moved(refusal, now)]
         admitted = True
         if asks and flight is not None:
             admitted = yield from self._ask(items, asks, flight, taken, out, now, now_ms)
@@ -642,6 +713,8 @@ class ShareBook:
                     flight.refusal = (items[0][2], decision, now)
             if not granted:
                 self._put_back(taken, now)
+            if flight.handed and (granted or flight.refusal is not None):
+                flight.serve(items[asks[0][0]][1], now)
         flight.finish()
         return granted
 
@@ -770,6 +843,37 @@ def drive(
                 reply = call(name, args)
         except BaseException as exc:  # handed to the flow, which re-raises it
             error = exc
+
+
+async def adecide(
+    book: ShareBook,
+    items: Sequence[Item],
+    consume: bool,
+    call: Callable[[str, Any], Awaitable[Any]],
+    clock: Callable[[], tuple[float, int | None]],
+    bound: float,
+    report: Callable[[BackendError], BackendError],
+) -> list[Decision]:
+    """A whole asyncio decision: the fast path, a hand-off from the grant in flight, else
+    :meth:`ShareBook.flow` run by :func:`adrive`."""
+    loop = asyncio.get_running_loop()
+    now = clock()
+    fast = book.take(items, consume, now[0], loop, bound)
+    if isinstance(fast, list):
+        return fast
+    skip = None
+    if fast is not None:
+        handoff, flight = fast
+        try:
+            decision = await handoff
+        except BackendError as error:
+            raise report(error) from error.__cause__
+        if decision is not None:
+            return [decision]
+        now = clock()
+        skip = None if flight.done else flight  # the wait's bound passed: ask Redis
+    flow = book.flow(items, consume, *now, loop, skip)
+    return await adrive(flow, call, clock, bound, report)
 
 
 async def adrive(

@@ -20,7 +20,7 @@ from ratelimit.backends.shares import (
     CODES,
     ShareBook,
     State,
-    adrive,
+    adecide,
     give_back,
     grant,
     hold_ms,
@@ -283,13 +283,11 @@ async def _adecide(
     bound: float = 5.0,
     report: Any = _raise,
 ) -> Decision:
-    loop = asyncio.get_running_loop()
-    flow = book.flow([("client", limit, cost)], True, now / 1000, now, loop)
-
     async def call(name: str, args: Any) -> Any:
         return await redis.call(name, args, now)
 
-    decisions = await adrive(flow, call, lambda: (now / 1000, now), bound, report)
+    items = [("client", limit, cost)]
+    decisions = await adecide(book, items, True, call, lambda: (now / 1000, now), bound, report)
     return decisions[0]
 
 
