@@ -808,7 +808,7 @@ class RedisBackend:
 
     def reset(self, key: str, limits: Sequence[Limit]) -> None:
         """Forget ``key``'s counters under ``limits`` (one ``DEL``, one slot)."""
-        keys = [self.key_for(key, limit) for limit in limits]
+        keys = [self.key_for(key, limit) for limit in limits] + self.shares.forget(key, limits)
         self._check()
         client = self._sync_client()
         try:
@@ -1002,7 +1002,7 @@ class RedisBackend:
 
     async def areset(self, key: str, limits: Sequence[Limit]) -> None:
         """:meth:`reset` for asyncio code (bounded by :attr:`timeout`)."""
-        keys = [self.key_for(key, limit) for limit in limits]
+        keys = [self.key_for(key, limit) for limit in limits] + self.shares.forget(key, limits)
         self._check()
         side = self._side()
         try:

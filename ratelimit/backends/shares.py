@@ -475,6 +475,20 @@ class ShareBook:
             return 0
         return share.left
 
+    def forget(self, key: str, limits: Sequence[Limit]) -> list[bytes]:
+        """Drop what this worker holds of ``key`` under ``limits`` (a reset: the units are
+        not spent, never returned) and give the Redis keys of their shares to delete."""
+        out = []
+        with self._lock:
+            for limit in limits:
+                if limit.share is None:
+                    continue
+                share = self._shares.pop((key, limit.id), None)
+                if share is not None and share.left:
+                    self._event("expired", share.left)
+                out.append(self._key_of(key, limit))
+        return out
+
     def take(
         self,
         items: Sequence[Item],

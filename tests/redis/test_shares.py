@@ -268,3 +268,15 @@ def test_a_reload_gives_shares_back(redis_url: str, tmp_path: Any) -> None:
     assert engine.reload()
     assert backend.shares.held() == 0 and backend.shares.counts["returned"] == 1
     backend.close()
+
+
+def test_reset_forgets_the_share_state_and_what_is_held(redis_url: str) -> None:
+    """``reset`` of a client deletes its share states in Redis and drops what this worker
+    holds of them: the client starts over with the full limit."""
+    backend = RedisBackend.from_url(redis_url, clock=lambda: 130_000.0)
+    limit = _limit("fixed_window", "20/hour", 8, "reset")
+    assert sum(backend.decide("k", [limit], 1)[0].allowed for _ in range(30)) == 20
+    backend.reset("k", [limit])
+    assert backend.shares.held() == 0
+    assert sum(backend.decide("k", [limit], 1)[0].allowed for _ in range(30)) >= 20 - 7
+    backend.close()
