@@ -65,18 +65,27 @@ RATE = "100/minute"
 STATUS_LUA = Path(__file__).with_name("wrk_statuses.lua")
 
 
-def flood_config(redis_url: str, rate: str = RATE) -> dict[str, Any]:
-    """The default config plus a Redis backend and one rule per (phase, algorithm)."""
+def flood_config(redis_url: str, rate: str = RATE, share: int | None = None) -> dict[str, Any]:
+    """The default config plus a Redis backend and one rule per (phase, algorithm); with
+    ``share`` (env ``FLOOD_SHARE``), every limit that can take a share takes one (not
+    sliding_log, which refuses it)."""
     rules: list[dict[str, Any]] = []
     for phase in PHASES:
         for name, (algorithm, options) in ALGORITHMS.items():
             limit = {"rate": rate, "algorithm": algorithm, **options}
+            if share is not None and algorithm != "sliding_log":
+                limit["share"] = share
             rules.append({"name": f"{phase}-{name}", "path": f"/{phase}/{name}", "limits": [limit]})
     return {"backend": redis_url, "rules": rules}
 
 
 def _config_from_env() -> dict[str, Any]:
-    return flood_config(os.environ["FLOOD_REDIS_URL"], os.environ.get("FLOOD_RATE", RATE))
+    share = os.environ.get("FLOOD_SHARE")
+    return flood_config(
+        os.environ["FLOOD_REDIS_URL"],
+        os.environ.get("FLOOD_RATE", RATE),
+        int(share) if share else None,
+    )
 
 
 def asgi_app() -> Any:
@@ -181,13 +190,15 @@ class Server:
 
 @contextlib.contextmanager
 def flood_server(
-    stack: str, redis_url: str, workers: int = 4, rate: str = RATE
+    stack: str, redis_url: str, workers: int = 4, rate: str = RATE, share: int | None = None
 ) -> Iterator[Server]:
-    """A gunicorn flood server until the block ends."""
+    """A gunicorn flood server until the block ends (``share``: see :func:`flood_config`)."""
     from tests.support.servers import free_port, stop_process, wait_for_port
 
     port = free_port()
     env = {**os.environ, "FLOOD_REDIS_URL": redis_url, "FLOOD_RATE": rate, "PYTHONPATH": str(ROOT)}
+    if share is not None:
+        env["FLOOD_SHARE"] = str(share)
     env.pop("PYTHONWARNINGS", None)
     with tempfile.NamedTemporaryFile("w+b", suffix=".log", delete=False) as log:
         proc = subprocess.Popen(

@@ -117,6 +117,7 @@ def variants_of(stack: str) -> list[str]:
         "ours-memory",
         "ours-memory-prometheus",
         "ours-redis",
+        "ours-redis-share",
         "ours-redis-reject",
         f"{peer}-memory",
         f"{peer}-redis",
@@ -149,6 +150,9 @@ def _our_config(rate: str, storage: str) -> dict[str, Any]:
         "backend": storage,
         "rules": [{"name": "all", "path": "/**", "limit": rate}],
     }
+    if os.environ.get("BENCH_VARIANT", "").endswith("-share"):
+        # up to BENCH_SHARE (64) units per Redis call (SPEC §5 share)
+        config["rules"][0]["share"] = int(os.environ.get("BENCH_SHARE", "64"))
     if os.environ.get("BENCH_VARIANT", "").endswith("-prometheus"):
         config["metrics"] = {"prometheus": True}  # what recording every outcome costs
     return config
@@ -492,6 +496,10 @@ class Sample:
     cpu_us: float
     rejected: float
     redis: float = 0.0
+    #: ``INFO commandstats`` of the run: command → (calls, usec).
+    stats: dict[str, tuple[int, int]] | None = None
+    #: Responses of the run.
+    requests: int = 0
 
 
 #: The benchmark's Redis while :func:`redis_for_benchmark` runs.
@@ -503,6 +511,50 @@ def redis_commands() -> int:
     if _redis_client is None:
         return 0
     return int(_redis_client.info("stats")["total_commands_processed"])
+
+
+def redis_stats(reset: bool = False) -> dict[str, tuple[int, int]]:
+    """``INFO commandstats`` (command → (calls, usec)) of the benchmark's Redis, then
+    ``CONFIG RESETSTAT`` when ``reset``; empty without one."""
+    if _redis_client is None:
+        return {}
+    stats = {
+        name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+        for name, v in _redis_client.info("commandstats").items()
+    }
+    if reset:
+        _redis_client.config_resetstat()
+    return stats
+
+
+def sent_shares(url: str, pid: int, connections: int) -> dict[str, float]:
+    """The share of each command's calls a server's clients send (the rest are run by
+    scripts), from MONITOR during a short run (as ``benchmarks/redis.py`` does): a script's
+    ``usec`` already holds the commands it runs, which commandstats also lists."""
+    if _redis_client is None:
+        return {}
+    sent: dict[str, int] = {}
+    nested: dict[str, int] = {}
+    with _redis_client.monitor() as monitor:
+        load(url, 300, connections)
+        _redis_client.echo("__end__")
+        while True:
+            entry = monitor.next_command()
+            name = entry["command"].split(" ", 1)[0].lower()
+            if name == "echo" and entry["command"].endswith("__end__"):
+                break
+            into = nested if entry["client_type"] == "lua" else sent
+            into[name] = into.get(name, 0) + 1
+    return {name: n / (n + nested.get(name, 0)) for name, n in sent.items()}
+
+
+def redis_usec(sample: Sample, shares: dict[str, float]) -> float:
+    """Redis server µs per request: the commandstats ``usec`` of the commands clients sent
+    (scripts' own commands are inside their ``usec``), over the requests."""
+    if not sample.stats or not shares or not sample.rps:
+        return 0.0
+    usec = sum(u * shares[name] for name, (_, u) in sample.stats.items() if name in shares)
+    return usec / sample.requests if sample.requests else 0.0
 
 
 def start_load(url: str, connections: int, requests: int = 0, seconds: float = 0) -> Any:
@@ -535,18 +587,20 @@ def load(url: str, requests: int, connections: int) -> tuple[int, int, float]:
 
 def measure(url: str, pid: int, requests: int, connections: int) -> Sample:
     """One run of ``requests`` requests against a server, with its CPU time from /proc."""
+    redis_stats(reset=True)
     before, commands = cpu_seconds(pid), redis_commands()
     done, bad, wall = load(url, requests, connections)
     time.sleep(0.05)  # let the server finish what was in flight when wrk left
     cpu = cpu_seconds(pid) - before
     redis = (redis_commands() - commands - 1) / done
-    return Sample(done / wall, cpu / done * 1e6, bad / done, redis)
+    return Sample(done / wall, cpu / done * 1e6, bad / done, redis, redis_stats(), done)
 
 
 def measure_together(
     servers: list[tuple[str, int]], seconds: float, connections: int
 ) -> list[Sample]:
     """Load several servers at the same time for ``seconds`` (one wrk each)."""
+    redis_stats(reset=True)
     before = [cpu_seconds(pid) for _, pid in servers]
     commands = redis_commands()
     start = time.perf_counter()
@@ -557,10 +611,11 @@ def measure_together(
     samples = []
     # Only one server of a pair (never bare) talks to Redis: the count is the variant's.
     redis = redis_commands() - commands - 1
+    stats = redis_stats()
     for (_, pid), cpu0, (done, bad) in zip(servers, before, counts, strict=True):
         cpu = cpu_seconds(pid) - cpu0
         n = max(done, 1)
-        samples.append(Sample(done / wall, cpu / n * 1e6, bad / n, redis / n))
+        samples.append(Sample(done / wall, cpu / n * 1e6, bad / n, redis / n, stats, n))
     return samples
 
 
@@ -575,6 +630,8 @@ class Row:
     rejected: float
     ratios: list[float]
     redis: float = 0.0
+    #: Redis server µs per request (commandstats ``usec`` of the commands sent).
+    redis_us: float = 0.0
 
 
 def run_stack(
@@ -609,6 +666,7 @@ def run_stack(
         }
         for url, pid in servers.values():
             measure(url, pid, min(requests, 2000), connections)  # warm-up
+        shares = {v: sent_shares(*servers[v], connections) for v in samples if "redis" in v}
         for r in range(rounds):
             for v in others[r % len(others) :] + others[: r % len(others)] if others else []:
                 order = ["bare", v] if r % 2 == 0 else [v, "bare"]
@@ -641,6 +699,7 @@ def run_stack(
                 statistics.median(s.rejected for s in runs),
                 row_ratios,
                 statistics.median(s.redis for s in runs) if v != "bare" else 0.0,
+                statistics.median(redis_usec(s, shares.get(v, {})) for s in runs),
             )
         )
     return rows
@@ -665,8 +724,8 @@ def table(stack: str, rows: list[Row]) -> str:
         f"{NAMES[stack]}",
         "",
         "| variant | CPU µs/req | CPU ratio to bare | range over rounds | req/s (wall) "
-        "| rejected | Redis cmds/req | target |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| rejected | Redis cmds/req | Redis µs/req | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         target = TARGETS.get((stack, row.variant))
@@ -676,7 +735,8 @@ def table(stack: str, rows: list[Row]) -> str:
         spread = f"{min(row.ratios):.2f}–{max(row.ratios):.2f}" if row.variant != "bare" else ""
         lines.append(
             f"| {row.variant} | {row.cpu_us:.1f} | {row.cpu_ratio:.2f} | {spread} "
-            f"| {row.rps:,.0f} | {row.rejected:.0%} | {row.redis:.2f} | {verdict} |"
+            f"| {row.rps:,.0f} | {row.rejected:.0%} | {row.redis:.2f} | {row.redis_us:.2f} "
+            f"| {verdict} |"
         )
     return "\n".join(lines)
 

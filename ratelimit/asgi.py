@@ -138,13 +138,17 @@ class RateLimitMiddleware:
     def _warming(self, receive: Receive) -> Receive:
         """``receive`` of a lifespan scope, warming the backend up before the application
         sees ``lifespan.startup`` (a backend that cannot work, such as a server without Lua
-        scripting, then fails the start-up; one that does not answer yet does not)."""
+        scripting, then fails the start-up; one that does not answer yet does not), and
+        giving its unused shares back before it sees ``lifespan.shutdown``."""
         engine = self.engine
 
         async def receive_warm() -> Message:
             message = await receive()
-            if message.get("type") == "lifespan.startup":
+            kind = message.get("type")
+            if kind == "lifespan.startup":
                 await engine.awarm()
+            elif kind == "lifespan.shutdown":
+                await engine.aend_shares()
             return message
 
         return receive_warm

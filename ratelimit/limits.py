@@ -45,9 +45,15 @@ class Limit:
             or ``"police"`` (no delay).
         max_delay: ``leaky_bucket`` in ``shape`` mode only: the longest delay, in seconds,
             a request may be given; one that would wait longer is rejected.
+        share: with a shared backend (Redis), a worker takes up to ``share`` units of this
+            limit in one call and admits from them in process until they are spent or their
+            share ends (:mod:`ratelimit.backends.shares`); the limit is never exceeded.
+            ``fixed_window``, ``sliding_window``, ``token_bucket`` and ``leaky_bucket`` in
+            ``police`` mode only. The memory backend ignores it.
 
     Raises:
-        ConfigError: for an unknown algorithm or mode, a bad burst, rate or max_delay.
+        ConfigError: for an unknown algorithm or mode, a bad burst, rate, max_delay or
+            share (or a share on an algorithm that cannot take one).
     """
 
     rate: Rate
@@ -56,6 +62,7 @@ class Limit:
     name: str | None = None
     mode: str | None = None
     max_delay: float | None = None
+    share: int | None = None
     capacity: int = field(init=False, repr=False, compare=False)
     id: str = field(init=False, repr=False, compare=False)
 
@@ -100,6 +107,8 @@ class Limit:
                 raise ConfigError(
                     f"max_delay must be a finite number of seconds ≥ 0, got {max_delay!r}"
                 )
+        if self.share is not None:
+            _check_share(self.share, algorithm, self.mode)
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise ConfigError(f"a limit name must be non-empty text, got {self.name!r}")
         ident = self.name
@@ -122,7 +131,33 @@ class Limit:
             text += f", burst {self.burst}"
         if self.mode is not None:
             text += f", {self.mode}"
+        if self.share is not None:
+            text += f", share {self.share}"
         return text + ")"
+
+
+#: Why an algorithm cannot take a ``share`` (the others can).
+_NO_SHARE = {
+    "sliding_log": "sliding_log is exact per admitted timestamp, and units taken ahead would "
+    "be logged at the time they were taken, not when they are spent",
+    "concurrency": "a concurrency slot is given back after the response: use lease for how "
+    "long a slot is held",
+}
+_SHAPE_NO_SHARE = (
+    "a shaping leaky bucket delays each request by the queue ahead of it, which a worker "
+    'holding units cannot know: use mode = "police" with share'
+)
+
+
+def _check_share(share: object, algorithm: str, mode: str | None) -> None:
+    if isinstance(share, bool) or not isinstance(share, int) or share < 1:
+        raise ConfigError(f"share must be a whole number of at least 1, got {share!r}")
+    if share > 1_000_000:
+        raise ConfigError(f"share {share} is too large (at most 1000000)")
+    if algorithm in _NO_SHARE:
+        raise ConfigError(f"share is not for {algorithm}: {_NO_SHARE[algorithm]}")
+    if algorithm == "leaky_bucket" and mode == "shape":
+        raise ConfigError(f"share is not for a leaky_bucket in shape mode: {_SHAPE_NO_SHARE}")
 
 
 @lru_cache(maxsize=256)

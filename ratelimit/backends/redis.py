@@ -71,6 +71,8 @@ from ratelimit.backends.redis_leases import (
 from ratelimit.backends.redis_script import (
     SCRIPT,
     SCRIPT_SHA,
+    SHARE_SCRIPT,
+    SHARE_SHA,
     LimitSpec,
     decode,
     key_tag,
@@ -83,6 +85,9 @@ from ratelimit.backends.redis_url import (
     parse_redis_url,
     redact,
 )
+from ratelimit.backends.shares import ShareBook
+from ratelimit.backends.shares import adecide as adecide_shares
+from ratelimit.backends.shares import drive as drive_shares
 from ratelimit.decision import Decision
 from ratelimit.errors import BackendError, ConfigError, RateLimitError
 from ratelimit.limits import Limit
@@ -228,7 +233,7 @@ def _policies(reply: Any) -> list[str]:
 class _AsyncSide:
     """The asyncio client of one event loop and its auto-pipeline."""
 
-    __slots__ = ("client", "extras", "owned", "pipeline")
+    __slots__ = ("client", "extras", "owned", "pipeline", "shares")
 
     def __init__(
         self, client: Any, owned: bool, backend: RedisBackend, extras: list[Any] | None = None
@@ -245,6 +250,17 @@ class _AsyncSide:
             is_outage,
             backend.timeout,
             on_success=lambda: backend._first_async_success(client),
+            give_up=backend.overload_after,
+        )
+        #: The script of shares, batched the same way.
+        self.shares = AutoPipeline(
+            client,
+            SHARE_SHA,
+            SHARE_SCRIPT,
+            backend.breaker,
+            _translate,
+            is_outage,
+            backend.timeout,
             give_up=backend.overload_after,
         )
 
@@ -293,6 +309,13 @@ class RedisBackend:
             ``ratelimit_backend_errors_total{kind}``. Also settable as an attribute.
         on_state: called with ``False`` when the circuit opens and ``True`` when it closes
             (``ratelimit_backend_up``). Also settable as an attribute.
+        on_share: called with ``("taken" | "returned" | "expired", units)`` for every share
+            of a limit with ``share`` (``ratelimit_shares_total{event}``); see
+            :attr:`shares`. Also settable as ``backend.shares.on_event``.
+
+    Limits with ``share = N`` are decided through :attr:`shares` (a
+    :class:`~ratelimit.backends.shares.ShareBook`): up to ``N`` units taken in one call,
+    then admitted in process; :meth:`close` / :meth:`aclose` give the unused rest back.
 
     :attr:`breaker` (``breaker.is_open``), :attr:`is_up` and :attr:`last_error_kind` tell the
     current health.
@@ -313,6 +336,7 @@ class RedisBackend:
         on_error_kind: Callable[[str], None] | None = None,
         on_state: Callable[[bool], None] | None = None,
         overload_after: float | None = None,
+        on_share: Callable[[str, int], None] | None = None,
         _factories: ClientFactories | None = None,
         _cluster: bool | None = None,
         _name: str = "Redis",
@@ -362,6 +386,8 @@ class RedisBackend:
         self._policy_checked = False
         self._no_scripting_logged = False
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The shares this backend holds (limits with ``share``), and their counters.
+        self.shares = ShareBook(self.share_key, on_share, pad=self._pad)
 
     @classmethod
     def from_url(
@@ -431,6 +457,18 @@ class RedisBackend:
     def key_for(self, key: str | bytes, limit: Limit) -> bytes:
         """The Redis key holding ``key``'s state under ``limit``."""
         return self._prefix + key_tag(key) + limit_spec(limit).suffix
+
+    def share_key(self, key: str | bytes, limit: Limit) -> bytes:
+        """The Redis key holding ``key``'s state under a ``limit`` with ``share`` (its own
+        format: :mod:`ratelimit.backends.shares`)."""
+        return self._prefix + key_tag(key) + limit_spec(limit).suffix + b"~"
+
+    def _share_now(self) -> tuple[float, int | None]:
+        """The shares' clock: (local seconds, the script's ms or ``None`` for Redis TIME)."""
+        if self._clock is None:
+            return time.monotonic(), None
+        ms = int(self._now_arg())
+        return ms / 1000, ms
 
     def _request(
         self, key: str | bytes, limits: Sequence[Limit], cost: int, consume: bool
@@ -700,8 +738,61 @@ class RedisBackend:
         self, key: str, limits: Sequence[Limit], cost: int, consume: bool = True
     ) -> list[Decision]:
         """Decide for ``key`` under every limit at once (see :class:`~ratelimit.Backend`)."""
+        for limit in limits:
+            if limit.share is not None:
+                return self._shared([(key, lim, cost) for lim in limits], consume)
         specs, keys, args = self._request(key, limits, cost, consume)
         return decode(specs, self._call(keys, args))
+
+    def _shared(self, items: list[tuple[str, Limit, int]], consume: bool) -> list[Decision]:
+        """A decision with limits that take shares: :meth:`ShareBook.flow` on the sync API
+        (waits for a grant in flight bounded by :attr:`overload_after`)."""
+        now = self._share_now()
+        fast = self.shares.take(items, consume, now[0])
+        if isinstance(fast, list):
+            return fast
+        flow = self.shares.flow(items, consume, *now)
+        return drive_shares(
+            flow, self._share_call, self._share_now, self.overload_after, self._report
+        )
+
+    def _share_call(self, name: str, args: tuple[Any, ...]) -> Any:
+        if name == "share":
+            keys, argv = args
+            return self._call(keys, argv, SHARE_SHA, SHARE_SCRIPT)
+        specs, keys, argv = self._request_each(*args)
+        return decode(specs, self._call(keys, argv))
+
+    def return_shares(self) -> None:
+        """Give the unused units of every share back to Redis (each at most once; a share
+        whose window or epoch has ended is dropped). Called by :meth:`close` and on a config
+        reload (:meth:`end_shares`). Failures are logged, never raised: the units then stay
+        counted (after the first failure the rest are not tried)."""
+        failed = False
+        for key, args, units in self.shares.returns(*self._share_now()):
+            accepted = False
+            if not failed:
+                try:
+                    reply = self._call([key], args, SHARE_SHA, SHARE_SCRIPT)
+                    accepted = bool(reply and reply[0] == 1)
+                except BackendError as exc:
+                    logger.debug("returning a share failed: %s", exc)
+                    failed = True
+            self.shares.returned(units, accepted)
+
+    def end_shares(self) -> None:
+        """Give every share back (a config reload): on a task of the running event loop
+        when called from asyncio code, else blocking (:meth:`return_shares`)."""
+        if not self.shares.held():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.return_shares()
+            return
+        task = loop.create_task(self.areturn_shares())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def decide_each(
         self, items: Sequence[tuple[str, Limit, int]], consume: bool = True
@@ -709,12 +800,15 @@ class RedisBackend:
         """Decide several ``(key, limit, cost)`` items in one atomic script run (all admit and
         all consume, or none consumes). Not on Redis Cluster, where keys of different clients
         live in different slots: see :attr:`atomic_across_keys`."""
+        for _, limit, _ in items:
+            if limit.share is not None:
+                return self._shared(list(items), consume)
         specs, keys, args = self._request_each(items, consume)
         return decode(specs, self._call(keys, args))
 
     def reset(self, key: str, limits: Sequence[Limit]) -> None:
         """Forget ``key``'s counters under ``limits`` (one ``DEL``, one slot)."""
-        keys = [self.key_for(key, limit) for limit in limits]
+        keys = [self.key_for(key, limit) for limit in limits] + self.shares.forget(key, limits)
         self._check()
         client = self._sync_client()
         try:
@@ -748,15 +842,20 @@ class RedisBackend:
             raise late(deadline.reason, self.timeout, self.overload_after) from None
 
     async def _arun_lease(self, key: bytes, args: list[bytes]) -> Any:
+        return await self._arun([key], args, LEASE_SHA, LEASE_SCRIPT)
+
+    async def _arun(self, keys: list[bytes], args: list[bytes], sha: str, script: str) -> Any:
+        """One script run on the asyncio client (not pipelined), bounded like a lease call."""
         self._check()
         side = self._side()
         client = side.client
+        n = len(keys)
 
         async def run() -> Any:
             try:
-                return await client.execute_command("EVALSHA", LEASE_SHA, 1, key, *args)
+                return await client.execute_command("EVALSHA", sha, n, *keys, *args)
             except rex.NoScriptError:
-                return await client.execute_command("EVAL", LEASE_SCRIPT, 1, key, *args)
+                return await client.execute_command("EVAL", script, n, *keys, *args)
 
         try:
             reply = await self._bounded(side, run)
@@ -788,7 +887,10 @@ class RedisBackend:
         await self._arun_lease(self.lease_key(key, limit), release_args(self._now_arg(), token))
 
     def close(self) -> None:
-        """Close the sync client if this backend created it."""
+        """Give back the unused units of shares, and close the sync client if this backend
+        created it."""
+        if self.shares.held() and (self._client is not None or self._factories is not None):
+            self.return_shares()
         client, self._client = self._client, None
         if client is not None and self._factories is not None:
             client.close()
@@ -834,19 +936,73 @@ class RedisBackend:
         self, key: str, limits: Sequence[Limit], cost: int, consume: bool = True
     ) -> list[Decision]:
         """:meth:`decide` for asyncio code: auto-pipelined with concurrent calls."""
+        for limit in limits:
+            if limit.share is not None:
+                return await self._ashared([(key, lim, cost) for lim in limits], consume)
         specs, keys, args = self._request(key, limits, cost, consume)
         return decode(specs, await self._acall(keys, args))
+
+    def _ashared(
+        self, items: list[tuple[str, Limit, int]], consume: bool
+    ) -> Awaitable[list[Decision]]:
+        """:meth:`_shared` on the asyncio API (concurrent misses wait for one grant)."""
+        return adecide_shares(
+            self.shares,
+            items,
+            consume,
+            self._ashare_call,
+            self._share_now,
+            self.overload_after,
+            self._report,
+        )
+
+    async def _ashare_call(self, name: str, args: tuple[Any, ...]) -> Any:
+        if name == "share":
+            keys, argv = args
+            self._check()
+            try:
+                return await self._side().shares.call(keys, argv)
+            except BackendError as error:  # the batch failed (already fed to the breaker)
+                raise self._report(error) from error.__cause__
+        specs, keys, argv = self._request_each(*args)
+        return decode(specs, await self._acall(keys, argv))
+
+    async def areturn_shares(self) -> None:
+        """:meth:`return_shares` for asyncio code (called by :meth:`aclose` and at ASGI
+        ``lifespan.shutdown``): the returns go out together, auto-pipelined, so a failing
+        Redis costs one deadline, not one per share."""
+        returns = self.shares.returns(*self._share_now())
+        if not returns:
+            return
+        try:
+            self._check()
+            side = self._side()
+        except (BackendError, ConfigError) as exc:
+            logger.debug("returning shares failed: %s", exc)
+            for *_, units in returns:
+                self.shares.returned(units, False)
+            return
+        calls = [side.shares.call([key], args) for key, args, _ in returns]
+        replies = await asyncio.gather(*calls, return_exceptions=True)
+        for (*_, units), reply in zip(returns, replies, strict=True):
+            if isinstance(reply, BaseException):
+                logger.debug("returning a share failed: %s", reply)
+            accepted = not isinstance(reply, BaseException) and bool(reply) and reply[0] == 1
+            self.shares.returned(units, accepted)
 
     async def adecide_each(
         self, items: Sequence[tuple[str, Limit, int]], consume: bool = True
     ) -> list[Decision]:
         """:meth:`decide_each` for asyncio code (auto-pipelined like :meth:`adecide`)."""
+        for _, limit, _ in items:
+            if limit.share is not None:
+                return await self._ashared(list(items), consume)
         specs, keys, args = self._request_each(items, consume)
         return decode(specs, await self._acall(keys, args))
 
     async def areset(self, key: str, limits: Sequence[Limit]) -> None:
         """:meth:`reset` for asyncio code (bounded by :attr:`timeout`)."""
-        keys = [self.key_for(key, limit) for limit in limits]
+        keys = [self.key_for(key, limit) for limit in limits] + self.shares.forget(key, limits)
         self._check()
         side = self._side()
         try:
@@ -858,7 +1014,10 @@ class RedisBackend:
             raise error from exc
 
     async def aclose(self) -> None:
-        """Close the asyncio client this backend created for the running event loop."""
+        """Give back the unused units of shares, and close the asyncio client this backend
+        created for the running event loop."""
+        if self.shares.held():
+            await self.areturn_shares()
         loop = asyncio.get_running_loop()
         side = self._sides.pop(loop, None)
         if self._last is not None and self._last[0] is loop:

@@ -28,6 +28,8 @@ __all__ = [
     "HEAD_ARGS",
     "SCRIPT",
     "SCRIPT_SHA",
+    "SHARE_SCRIPT",
+    "SHARE_SHA",
     "LimitSpec",
     "decode",
     "key_tag",
@@ -80,6 +82,11 @@ def _load_script() -> str:
 SCRIPT = _load_script()
 #: Its SHA-1, for ``EVALSHA``.
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
+#: The script of shares (:mod:`ratelimit.backends.shares`) and its SHA-1.
+SHARE_SCRIPT = (
+    resources.files("ratelimit.backends").joinpath("lua", "share.lua").read_text(encoding="utf-8")
+)
+SHARE_SHA = hashlib.sha1(SHARE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 
 def _width(n: int) -> int:

@@ -48,7 +48,7 @@ ON_ERROR_MODES = ("allow", "deny", "local")
 #: backend URL's ``?timeout=`` says otherwise.
 DEFAULT_TIMEOUT = 0.1
 #: The options a ``limits`` table item takes.
-_LIMIT_ITEM_KEYS = ("rate", "algorithm", "burst", "mode")
+_LIMIT_ITEM_KEYS = ("rate", "algorithm", "burst", "mode", "share")
 #: The values of ``proxy_header``: which header trusted proxies set.
 PROXY_HEADERS = ("x-forwarded-for", "forwarded")
 
@@ -79,6 +79,7 @@ _RULE_KEYS = (
     "algorithm",
     "burst",
     "mode",
+    "share",
     "key",
     "cost",
     "exempt",
@@ -130,7 +131,7 @@ def _compile_limit(
         if "rate" not in item:
             raise ConfigError(f"{where}{label}.rate: missing (a limit table needs a rate)")
         rate = item["rate"]
-        for option in ("algorithm", "burst", "mode"):
+        for option in ("algorithm", "burst", "mode", "share"):
             if option in item:
                 options[option] = item[option]
     algorithm = options["algorithm"]
@@ -147,7 +148,7 @@ def _compile_limit(
     except ConfigError as exc:
         text = str(exc)
         culprit = label
-        for option in ("algorithm", "burst", "mode"):
+        for option in ("algorithm", "burst", "mode", "share"):
             if text.startswith(
                 (f"unknown {option}", f"{option} ", f"unknown leaky_bucket {option}")
             ):
@@ -163,6 +164,11 @@ def _concurrency_limit(data: Mapping[str, Any], rates: list[Any], where: str) ->
     for option in ("burst", "mode"):
         if option in data:
             raise ConfigError(f"{where}{option}: not for a concurrency rule")
+    if "share" in data:
+        raise ConfigError(
+            f"{where}share: not for a concurrency rule (a slot is given back after the "
+            "response; lease is how long a slot is held)"
+        )
     if len(rates) != 1 or "limits" in data:
         raise ConfigError(f"{where}limit: a concurrency rule takes one 'limit = N'")
     count = rates[0]
@@ -217,14 +223,15 @@ def compile_rule(
     else:
         rates = []
     exempt = data.get("exempt", False)
-    if exempt is True and (set(data) & {"algorithm", "burst", "mode", "key", "cost"}):
-        extra = sorted(set(data) & {"algorithm", "burst", "mode", "key", "cost"})
+    if exempt is True and (set(data) & {"algorithm", "burst", "mode", "share", "key", "cost"}):
+        extra = sorted(set(data) & {"algorithm", "burst", "mode", "share", "key", "cost"})
         raise ConfigError(f"{where}{extra[0]}: an exempt rule takes no limit options")
     algorithm = data.get("algorithm", "fixed_window")
     defaults: dict[str, Any] = {
         "algorithm": algorithm,
         "burst": data.get("burst"),
         "mode": data.get("mode"),
+        "share": data.get("share"),
     }
     if algorithm == "concurrency":
         limits = [_concurrency_limit(data, rates, where)]
@@ -302,6 +309,11 @@ def _compile_policies(
         raise ConfigError(f'{where}lease: only for algorithm = "concurrency"')
     if "count" in data:
         out["count"] = _option(where, "count", parse_count, data["count"])
+        if out["count"] != "all" and any(lim.share is not None for lim in limits):
+            raise ConfigError(
+                f"{where}share: a rule with count is counted after the response, even past "
+                "the limit; units taken ahead would add to that overshoot: remove share or count"
+            )
         shaped = [lim for lim in limits if lim.algorithm == "leaky_bucket" and lim.mode == "shape"]
         if shaped and out["count"] != "all":
             raise ConfigError(

@@ -48,7 +48,7 @@ from ratelimit.http.keys import refuse_async as _refuse_async
 from ratelimit.http.observing import Observer, TopList
 from ratelimit.http.outcome import OUTCOME_KINDS, PASS, Outcome, Pending, RejectHandler, Verdicts
 from ratelimit.http.plan import LimitBook, Plan, Planner
-from ratelimit.http.rejections import RejectionCache
+from ratelimit.http.rejections import RejectionCache, rejection_cache
 from ratelimit.http.reload import ConfigWatch
 
 __all__ = ["OUTCOME_KINDS", "Engine", "Outcome", "Pending", "Plan", "RejectHandler"]
@@ -109,9 +109,7 @@ class Engine:
         #: :mod:`ratelimit.http.rejections`); none for the memory backend, which answers
         #: as fast itself. Paid for by the "Redis, every request rejected" variant of
         #: ``python -m benchmarks.http``.
-        self.rejections: RejectionCache | None = (
-            None if isinstance(self.backend, MemoryBackend) else RejectionCache()
-        )
+        self.rejections: RejectionCache | None = rejection_cache(self.backend)
         _ENGINES.add(self)
         #: The blocking adapter this engine serves, once :meth:`require_sync` was called.
         self._sync_adapter: str | None = None
@@ -186,6 +184,9 @@ class Engine:
             )
             cfg = replace(cfg, backend=self.config.backend, on_error=self.config.on_error)
         self._apply(cfg)
+        end_shares = getattr(self.backend, "end_shares", None)
+        if end_shares is not None:  # held units go back; the new rules take new shares
+            end_shares()
         log.info("config reloaded from %s: %d rules", source, len(cfg.rules))
         return True
 
@@ -267,6 +268,13 @@ class Engine:
             await warm()
         except BackendError as exc:
             log.info("backend not warmed up at start-up (%s); decisions will tell", exc)
+
+    async def aend_shares(self) -> None:
+        """Give the backend's unused shares back (the ASGI middleware calls this at
+        ``lifespan.shutdown``); failures are logged by the backend, never raised."""
+        give_back = getattr(self.backend, "areturn_shares", None)
+        if give_back is not None:
+            await give_back()
 
     # -- operations ---------------------------------------------------------------------------
 

@@ -17,6 +17,10 @@ Two bounds keep it honest:
   clients then costs what it would without the cache, never more memory).
 
 A request of a smaller cost than the rejected one is not answered from the cache (it may fit).
+
+With shares (``share`` on a limit), a worker may hold units of a limit Redis has refused —
+from a grant that landed after the refusal: a request that the held units cover is never
+answered from the cache (``holds``); the entry is dropped and the request decided.
 """
 
 from __future__ import annotations
@@ -24,12 +28,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ratelimit.decision import Decision
 from ratelimit.limits import Limit
 
-__all__ = ["RejectionCache"]
+__all__ = ["RejectionCache", "rejection_cache"]
 
 
 class _Entry(NamedTuple):
@@ -47,6 +51,8 @@ class RejectionCache:
             reach this process).
         max_entries: the most entries kept.
         clock: monotonic seconds (injectable for tests).
+        holds: the units of a limit with ``share`` the backend holds for a client key
+            (:meth:`ShareBook.holds <ratelimit.backends.shares.ShareBook.holds>`).
     """
 
     def __init__(
@@ -54,10 +60,12 @@ class RejectionCache:
         max_seconds: float = 1.0,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        holds: Callable[[str, Limit], int] | None = None,
     ) -> None:
         self.max_seconds = max_seconds
         self.max_entries = max_entries
         self._clock = clock
+        self._holds = holds
         self._entries: dict[tuple[str, str], _Entry] = {}
 
     def __len__(self) -> int:
@@ -93,6 +101,10 @@ class RejectionCache:
                     continue
                 if cost < entry.cost:
                     continue
+                holds = self._holds
+                if holds is not None and limit.share is not None and holds(key, limit) >= cost:
+                    del entries[(limit.id, key)]  # held units cover it: decide it
+                    continue
                 elapsed = now - entry.at
                 decision = entry.decision
                 return decision._replace(
@@ -108,3 +120,13 @@ class RejectionCache:
             return
         for slot in [slot for slot in self._entries if slot[1] == key]:
             del self._entries[slot]
+
+
+def rejection_cache(backend: Any) -> RejectionCache | None:
+    """The engine's cache for ``backend``: none for the memory backend (it answers as fast
+    itself); for a backend with shares, one that asks it what it holds."""
+    from ratelimit.backends.memory import MemoryBackend
+
+    if isinstance(backend, MemoryBackend):
+        return None
+    return RejectionCache(holds=getattr(getattr(backend, "shares", None), "holds", None))

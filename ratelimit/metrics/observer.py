@@ -294,6 +294,18 @@ class Recorder:
         backend.on_error_kind = on_error_kind
         if hasattr(backend, "on_state"):
             backend.on_state = on_state
+        book = getattr(backend, "shares", None)
+        if book is not None and hasattr(book, "on_event"):
+            previous_share = book.on_event
+
+            def on_share(event: str, units: int) -> None:
+                seen: set[int] = set()
+                for recorder in recorders:
+                    recorder.share_event(event, units, seen)
+                if previous_share is not None:
+                    previous_share(event, units)
+
+            book.on_event = on_share
         backend._ratelimit_recorders = recorders
 
     def backend_error(self, kind: str, seen: set[int] | None = None) -> None:
@@ -309,6 +321,15 @@ class Recorder:
         if otel is not None and id(otel) not in seen:
             seen.add(id(otel))
             otel.backend_errors.add(1, {"backend": self.backend, "kind": kind})
+
+    def share_event(self, event: str, units: int, seen: set[int] | None = None) -> None:
+        """One share of a limit was ``taken``, ``returned`` or ``expired`` (``units``
+        units): ``ratelimit_shares_total{event}`` (``seen``: see :meth:`backend_error`)."""
+        prom = self.prometheus
+        seen = set() if seen is None else seen
+        if prom is not None and id(prom) not in seen:
+            seen.add(id(prom))
+            prom.share(event, units)
 
     def backend_state(self, up: bool) -> None:
         """The backend went down (``False``: its circuit opened) or came back (``True``)."""

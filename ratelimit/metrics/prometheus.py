@@ -8,6 +8,10 @@ name                                       type       labels
 ``ratelimit_delay_seconds``                histogram  ``rule`` (leaky-bucket shaping waits)
 ``ratelimit_backend_errors_total``         counter    ``backend``, ``kind``
 ``ratelimit_backend_up``                   gauge      ``backend`` (1 or 0)
+``ratelimit_shares_total``                 counter    ``event`` (``taken``, ``returned``,
+                                                      ``expired``): shares of limits with
+                                                      ``share`` (Redis)
+``ratelimit_share_units_total``            counter    ``event``: the units of those shares
 =========================================  =========  ==========================================
 
 Label values are bounded: rule names, the outcome names of
@@ -112,6 +116,10 @@ class ClientMetrics:
             registry=registry,
             multiprocess_mode="livemin",
         )
+        self.shares = Counter("ratelimit_shares", _HELP["shares"], ["event"], registry=registry)
+        self.share_units = Counter(
+            "ratelimit_share_units", _HELP["share_units"], ["event"], registry=registry
+        )
         self._children: dict[tuple[str, str], Any] = {}
         self._decisions: dict[str, Any] = {}
 
@@ -144,6 +152,11 @@ class ClientMetrics:
         """Set ``ratelimit_backend_up``."""
         self.backend_up.labels(backend).set(1 if up else 0)
 
+    def share(self, event: str, units: int) -> None:
+        """Count one share ``event`` (taken, returned, expired) of ``units`` units."""
+        self.shares.labels(event).inc()
+        self.share_units.labels(event).inc(units)
+
 
 class _Histogram:
     """Bucket counts (not cumulative; the last one is ``+Inf``) and the sum."""
@@ -168,6 +181,7 @@ class CollectedMetrics:
         self._delays: dict[str, _Histogram] = {}
         self._errors: dict[tuple[str, str], int] = {}
         self._up: dict[str, int] = {}
+        self._shares: dict[str, list[int]] = {}  # event → [shares, units]
         registry.register(self)
 
     def record(self, rules: Sequence[Any], kind: str, backend: str, seconds: float) -> None:
@@ -208,9 +222,18 @@ class CollectedMetrics:
         with self._lock:
             self._up[backend] = 1 if up else 0
 
+    def share(self, event: str, units: int) -> None:
+        """Count one share ``event`` (taken, returned, expired) of ``units`` units."""
+        with self._lock:
+            slot = self._shares.get(event)
+            if slot is None:
+                slot = self._shares[event] = [0, 0]
+            slot[0] += 1
+            slot[1] += units
+
     def describe(self) -> list[Any]:
         """The metric families, empty (for the registry's duplicate-name check)."""
-        return list(self._families({}, {}, {}, {}, {}))
+        return list(self._families({}, {}, {}, {}, {}, {}))
 
     def collect(self) -> Iterator[Any]:
         """The current values (called by the registry on every scrape)."""
@@ -221,6 +244,7 @@ class CollectedMetrics:
                 {k: (list(h.counts), h.sum) for k, h in self._delays.items()},
                 dict(self._errors),
                 dict(self._up),
+                {k: (v[0], v[1]) for k, v in self._shares.items()},
             )
         return self._families(*snapshot)
 
@@ -231,6 +255,7 @@ class CollectedMetrics:
         delays: dict[str, tuple[list[int], float]],
         errors: dict[tuple[str, str], int],
         up: dict[str, int],
+        shares: dict[str, tuple[int, int]],
     ) -> Iterator[Any]:
         family: Any = CounterMetricFamily(
             "ratelimit_requests", _HELP["requests"], labels=["rule", "outcome"]
@@ -262,6 +287,13 @@ class CollectedMetrics:
         for backend, value in up.items():
             family.add_metric([backend], value)
         yield family
+        for n, (name, key) in enumerate(
+            (("ratelimit_shares", "shares"), ("ratelimit_share_units", "share_units"))
+        ):
+            family = CounterMetricFamily(name, _HELP[key], labels=["event"])
+            for event, values in shares.items():
+                family.add_metric([event], values[n])
+            yield family
 
 
 #: What the recorder calls: :class:`CollectedMetrics` or, in multiprocess mode,
@@ -274,6 +306,8 @@ _HELP = {
     "delay": "Leaky-bucket shaping delays given to admitted requests.",
     "errors": "Failed backend decisions, by kind (connection, timeout, circuit_open, ...).",
     "up": "Whether decisions reach the backend (1) or its circuit is open (0).",
+    "shares": "Shares of limits taken from Redis, given back, or expired with units unspent.",
+    "share_units": "Units of the shares taken, given back, or expired unspent.",
 }
 
 _lock = threading.Lock()

@@ -166,3 +166,40 @@ def test_a_burst_on_redis_cluster_admits_exactly_the_limit() -> None:
             admitted = f"{name}: {got.line()}\n{server.tail()}"
             assert LIMIT <= got.admitted <= _most(name, elapsed), admitted
         assert server.breaker_lines() == []
+
+
+SHARE = 16
+
+
+@pytest.fixture(scope="module")
+def shared_server(redis: RedisServer) -> Iterator[Server]:
+    """4 UvicornWorkers whose limits take shares of 16 (sliding_log refuses them)."""
+    redis.command("FLUSHALL")
+    with flood_server("uvicorn", redis.url, workers=4, rate=RATE, share=SHARE) as running:
+        yield running
+
+
+@pytest.mark.parametrize("name", [n for n in ALGORITHMS if n != "log"])
+def test_a_burst_with_shares_stays_within_the_limit(shared_server: Server, name: str) -> None:
+    """1,000 requests at once on 4 workers with share = 16 admit at most the limit, and at
+    least the limit − 4 × 15 (what the workers can hold unspent)."""
+    clear_of_a_minute_edge(60.0, PERIOD)
+    began = time.monotonic()
+    got = burst(shared_server.url, f"/burst/{name}", 1000)
+    elapsed = time.monotonic() - began
+    assert got.errors == 0, got.line()
+    most = _most(name, elapsed)
+    assert LIMIT - 4 * (SHARE - 1) <= got.admitted <= most, f"{got.line()}\n{shared_server.tail()}"
+    assert got.statuses[503] == 0 and shared_server.breaker_lines() == []
+
+
+def test_a_flood_with_shares_stays_within_the_limit(shared_server: Server) -> None:
+    """``wrk`` for 5 s over the share routes: each admits at most its limit and at least
+    the limit − 4 × 15."""
+    clear_of_a_minute_edge(FLOOD_SECONDS + 60.0, PERIOD)
+    names = [n for n in ALGORITHMS if n != "log"]
+    results = wrk_floods(shared_server.url, [f"/flood/{n}" for n in names], FLOOD_SECONDS, 100)
+    for name, got in zip(names, results, strict=True):
+        admitted = f"{name}: {got.line()}\n{shared_server.tail()}"
+        assert LIMIT - 4 * (SHARE - 1) <= got.admitted <= _most(name, FLOOD_SECONDS + 10), admitted
+    assert shared_server.breaker_lines() == []

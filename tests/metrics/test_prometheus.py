@@ -256,3 +256,24 @@ def test_a_shared_backend_counts_each_failure_once(registry: Any) -> None:
     for engine in (one, two):
         assert engine.observer.errors == {"connection": 1}  # type: ignore[union-attr]
     backend.close()
+
+
+def test_shares_are_counted_by_event(registry: Any, redis_url: str) -> None:
+    """``ratelimit_shares_total{event}`` and ``ratelimit_share_units_total{event}`` follow
+    the backend's shares: taken on decisions, returned on close."""
+    from ratelimit.backends.redis import RedisBackend
+
+    backend = RedisBackend.from_url(redis_url, clock=lambda: 120_000.0)
+    rules = [{"name": "s", "path": "/s", "limit": "1000/hour", "share": 8}]
+    engine = Engine({"metrics": {"prometheus": registry}, "rules": rules}, backend=backend)
+    for _ in range(5):
+        assert hit(engine, "/s").kind == "allowed"
+    held = backend.shares.held()
+    backend.close()
+    taken = sample(registry, "ratelimit_share_units_total", event="taken")
+    assert (
+        sample(registry, "ratelimit_shares_total", event="taken") == backend.shares.counts["taken"]
+    )
+    assert sample(registry, "ratelimit_shares_total", event="returned") == 1
+    assert sample(registry, "ratelimit_share_units_total", event="returned") == held
+    assert taken == 5 + held
