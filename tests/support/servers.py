@@ -139,6 +139,21 @@ class _ThreadingWSGIServer(WSGIServer):
             self.shutdown_request(request)
 
 
+def _stop_waitress(server: Any, thread: threading.Thread) -> None:
+    """Stop a waitress server from its own loop thread: everything in its socket map (the
+    listener, open connections, the trigger) is closed there, so the loop ends by itself.
+    (Closing the listener from another thread races the loop's ``select`` on that very
+    descriptor: "Bad file descriptor" in the server thread, a socket left unclosed.)"""
+
+    def close_everything() -> None:
+        for dispatcher in list(server._map.values()):
+            dispatcher.close()
+
+    server.trigger.pull_trigger(close_everything)
+    thread.join(10)
+    server.task_dispatcher.shutdown()
+
+
 @contextlib.contextmanager
 def wsgi_server(
     app: Callable[..., Any], kind: str = "waitress", threads: int = 4, **options: Any
@@ -159,9 +174,7 @@ def wsgi_server(
             wait_for_port(port)
             yield f"http://{HOST}:{port}"
         finally:
-            server.close()
-            server.task_dispatcher.shutdown()
-            thread.join(10)
+            _stop_waitress(server, thread)
         return
     if kind != "wsgiref":
         raise ValueError(f"unknown WSGI server {kind!r} (waitress or wsgiref)")
