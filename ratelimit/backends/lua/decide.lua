@@ -14,7 +14,9 @@
 --                 when it needs them (b: the limit's offset in ARGV, past the first four)
 -- and sets        allowed (1/0), remaining, reset, retry, delay, and when it admits: new
 --                 (the state to store), expires (when that state is fresh again, ms) and
---                 keep (true when the key's TTL already ends at expires: SET ... KEEPTTL);
+--                 keep (true when the key's TTL already ends at expires: SET ... KEEPTTL),
+--                 add (true when, besides, the key holds a number and new is that number
+--                 plus cost: INCRBY, which keeps the TTL and converts no number to text);
 --                 and span, 2 more than the largest reset or retry it can give (the reply).
 --
 -- The blocks appear twice: in the one-limit path (most decisions: no tables, no loop) and
@@ -48,8 +50,9 @@ if ARGV[1] == '' then
 else
   clock = tonumber(ARGV[1])
 end
--- one cost for every limit, or the cost of each limit in order: "1,5,1" (decide_each)
-local costs, single = nil, tonumber(ARGV[2])
+-- one cost for every limit, or the cost of each limit in order: "1,5,1" (decide_each);
+-- most costs are 1, and comparing strings is cheaper than converting them (strtod)
+local costs, single = nil, ARGV[2] == '1' and 1 or tonumber(ARGV[2])
 if not single then
   costs = {}
   for c in string.gmatch(ARGV[2], '[^,]+') do
@@ -65,11 +68,15 @@ if n == 1 then
   local b, code = 0, ARGV[5]
   local state, now, cost = redis.call('GET', KEYS[1]), clock, single or costs[1]
   local limit, period, fmt = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[9]
-  local new, expires, keep, span
+  local new, expires, keep, add, span
   local allowed, remaining, reset, retry, delay = 0, 0, 0, 0, 0
   -- @algorithms
   if consume and allowed == 1 then
-    if keep then
+    if add then -- INCRBY: no number to convert to text (pcall: should the value be text)
+      add = type(redis.pcall('INCRBY', KEYS[1], cost)) == 'number'
+    end
+    if add then -- written
+    elseif keep then
       redis.call('SET', KEYS[1], new, 'KEEPTTL')
     else
       local ttl = expires - clock
@@ -108,26 +115,28 @@ local function answer(allowed, remaining, reset, retry, delay, span)
   return format(reply, allowed, remaining, reset, retry, delay)
 end
 
-local out, states, expiries, kept = {}, {}, {}, {}
+local out, states, expiries, kept, adds = {}, {}, {}, {}, {}
 local admitted = true
 for i = 1, n do
   local b = (i - 1) * 6
   local code = ARGV[b + 5]
   local state, now, cost = redis.call('GET', KEYS[i]), clock, single or costs[i]
   local limit, period, fmt = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]), ARGV[b + 9]
-  local new, expires, keep, span
+  local new, expires, keep, add, span
   local allowed, remaining, reset, retry, delay = 0, 0, 0, 0, 0
   -- @algorithms
   out[i] = answer(allowed, remaining, reset, retry, delay, span)
   if allowed == 0 then
     admitted = false
   end
-  states[i], expiries[i], kept[i] = new, expires, keep
+  states[i], expiries[i], kept[i], adds[i] = new, expires, keep, add and cost
 end
 
 if consume and admitted then
   for i = 1, n do
-    if kept[i] then
+    if adds[i] and type(redis.pcall('INCRBY', KEYS[i], adds[i])) == 'number' then
+      -- written (see the one-limit path)
+    elseif kept[i] then
       redis.call('SET', KEYS[i], states[i], 'KEEPTTL')
     else
       local ttl = expiries[i] - clock
