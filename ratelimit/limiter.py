@@ -88,7 +88,10 @@ class Limiter:
         """:meth:`hit` for asyncio code."""
         if cost != 1 or type(cost) is not int:
             check_cost(cost)
-        key = tiered_key(key, tier)
+        if tier is not None:
+            key = tiered_key(key, tier)
+        if len(limits) == 1 and type(limits[0]) is Limit:  # the common case, kept short
+            return (await self.backend.adecide(key, limits, cost, True))[0]  # type: ignore[arg-type]
         return combine(await self.backend.adecide(key, as_limits(limits), cost, True))
 
     def acquire(self, key: str, limit: Limit) -> Lease:
