@@ -10,7 +10,7 @@ from typing import NamedTuple
 from ratelimit.backends import backend_from_url
 from ratelimit.backends.base import Backend
 from ratelimit.decision import Decision, combine
-from ratelimit.limits import Limit, as_limits, check_cost
+from ratelimit.limits import Limit, as_limits, check_cost, tiered_key
 
 __all__ = ["Lease", "Limiter", "tiered_key"]
 
@@ -26,11 +26,6 @@ class Lease(NamedTuple):
 
     def __bool__(self) -> bool:
         return self.decision.allowed
-
-
-def tiered_key(key: str, tier: str | None) -> str:
-    """The counter key of ``key`` in ``tier``: tiers count apart (``None``: no tier)."""
-    return key if tier is None else f"{key}#tier:{tier}"
 
 
 def _peeked(now: Decision, one: Decision) -> Decision:
@@ -58,9 +53,12 @@ class Limiter:
     def __init__(self, backend: Backend | str = "memory://") -> None:
         self.backend: Backend = backend_from_url(backend) if isinstance(backend, str) else backend
         self._decide = self.backend.decide
-        #: MemoryBackend.limiter_hit: this method's work in one Python frame (paid for by
-        #: ``python benchmarks/memory.py``, where a decision is a few Python calls long).
-        self._direct = getattr(self.backend, "limiter_hit", None)
+        direct = getattr(self.backend, "limiter_hit", None)
+        if direct is not None and type(self).hit is Limiter.hit:
+            # MemoryBackend.limiter_hit: this method's work in one Python frame, bound in its
+            # place (``python benchmarks/memory.py``: a decision is a few Python calls long,
+            # and this frame was a quarter of it).
+            self.hit = direct  # type: ignore[method-assign]
 
     def hit(
         self, key: str, *limits: Limit | str, cost: int = 1, tier: str | None = None
@@ -72,10 +70,6 @@ class Limiter:
         """
         if tier is not None:
             key = tiered_key(key, tier)
-        direct = self._direct
-        if direct is not None:
-            result: Decision = direct(key, *limits, cost=cost)
-            return result
         if cost != 1 or type(cost) is not int:
             check_cost(cost)
         if len(limits) == 1 and type(limits[0]) is Limit:  # the common case, kept short
@@ -88,7 +82,10 @@ class Limiter:
         """:meth:`hit` for asyncio code."""
         if cost != 1 or type(cost) is not int:
             check_cost(cost)
-        key = tiered_key(key, tier)
+        if tier is not None:
+            key = tiered_key(key, tier)
+        if len(limits) == 1 and type(limits[0]) is Limit:  # the common case, kept short
+            return (await self.backend.adecide(key, limits, cost, True))[0]  # type: ignore[arg-type]
         return combine(await self.backend.adecide(key, as_limits(limits), cost, True))
 
     def acquire(self, key: str, limit: Limit) -> Lease:

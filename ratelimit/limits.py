@@ -21,7 +21,16 @@ from ratelimit.rate import MAX_EXACT, Rate
 if TYPE_CHECKING:
     from ratelimit.algorithms import Algorithm
 
-__all__ = ["BUCKETS", "MODES", "Decision", "Limit", "as_limits", "check_cost", "combine"]
+__all__ = [
+    "BUCKETS",
+    "MODES",
+    "Decision",
+    "Limit",
+    "as_limits",
+    "check_cost",
+    "combine",
+    "tiered_key",
+]
 
 #: Leaky-bucket modes: ``shape`` delays admitted requests, ``police`` only rejects.
 MODES = ("shape", "police")
@@ -173,6 +182,11 @@ def as_limits(limits: tuple[Limit | str, ...]) -> Sequence[Limit]:
         if type(item) is not Limit:
             return [item if isinstance(item, Limit) else _limit_from_text(item) for item in limits]
     return limits  # type: ignore[return-value]  # every item is a Limit (checked above)
+
+
+def tiered_key(key: str, tier: str | None) -> str:
+    """The counter key of ``key`` in ``tier``: tiers count apart (``None``: no tier)."""
+    return key if tier is None else f"{key}#tier:{tier}"
 
 
 def check_cost(cost: int) -> None:

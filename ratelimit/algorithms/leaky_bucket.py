@@ -50,7 +50,9 @@ class LeakyBucket(AlgorithmBase):
             last = state >> 64
             if now < last:  # a clock that went back: no drain, no time travel
                 now = last
-            level = max(0, (state & _MASK) - (now - last) * rate)
+            level = (state & _MASK) - (now - last) * rate
+            if level < 0:  # drained empty (a conditional: cheaper than max() per request)
+                level = 0
         need = cost * period
         max_wait = self._max_wait
         # (a cost-0 probe, Limiter.peek, queues nothing: max_delay does not apply to it)

@@ -29,7 +29,8 @@ class SlidingLog(AlgorithmBase):
         if log:
             if log[-1] > now:  # a clock that went back: never reorder the log
                 now = log[-1]
-            log = log[bisect_right(log, now - period) :]  # entries at or before now − P expired
+            if log[0] <= now - period:  # entries at or before now − P expired
+                log = log[bisect_right(log, now - period) :]
         used = len(log)
         if used + cost <= limit:
             log = log + (now,) * cost

@@ -16,7 +16,7 @@ from ratelimit.algorithms.concurrency import Concurrency
 from ratelimit.algorithms.registry import algorithm_of
 from ratelimit.decision import Decision, combine
 from ratelimit.errors import ConfigError
-from ratelimit.limits import Limit, as_limits, check_cost
+from ratelimit.limits import Limit, as_limits, check_cost, tiered_key
 
 __all__ = ["MemoryBackend"]
 
@@ -116,8 +116,8 @@ class MemoryBackend:
 
         A decision costs little more than a few Python calls, so the call layers show: a
         :class:`~ratelimit.Limiter` over this backend binds this function as its ``hit``
-        (about a quarter faster than Limiter → decide → step). It takes the usual case, one
-        ``Limit`` and a whole cost, inline; anything else goes the general way.
+        in its place (about a third faster than Limiter.hit → decide → step). It takes the
+        usual case, one ``Limit`` and a whole cost, inline; anything else goes the general way.
         """
         tables, lock, clock, monotonic_ns = (
             self._tables,
@@ -127,7 +127,9 @@ class MemoryBackend:
         )
         new_table, added, decide = self._table, self._added, self.decide
 
-        def hit(key: str, *limits: Limit | str, cost: int = 1) -> Decision:
+        def hit(key: str, *limits: Limit | str, cost: int = 1, tier: str | None = None) -> Decision:
+            if tier is not None:
+                key = tiered_key(key, tier)
             if len(limits) != 1 or type(limit := limits[0]) is not Limit or type(cost) is not int:
                 check_cost(cost)
                 return combine(decide(key, as_limits(limits), cost, True))

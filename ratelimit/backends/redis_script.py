@@ -6,7 +6,7 @@
   16-character tag is a BLAKE2b hash (96 bits) of the client key in URL-safe base64 — so all
   the keys of one decision share a Cluster hash slot, and no client key (``{``, ``}``, binary
   bytes, any length) can pick the slot or break the key;
-* the script arguments of each limit (computed once per :class:`~ratelimit.Limit`), and the
+* the script argument of each limit (computed once per :class:`~ratelimit.Limit`), and the
   decoding of the script's reply into :class:`~ratelimit.Decision` objects, built the way the
   Python algorithms build them (times come back as integer ms and are divided by 1000).
 """
@@ -16,12 +16,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import struct
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from ratelimit.decision import INF, Decision
+from ratelimit.decision import INF, Decision, new_decision
 from ratelimit.limits import Limit
 
 __all__ = [
@@ -64,10 +65,10 @@ def _load_script() -> str:
         body = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
         if "fdiv(" in body or "cdiv(" in body:
             body = divide + body
-        test = f"code == '{code}'"
+        test = f"code == {code}"
         if name == "leaky_bucket":
-            test += " or code == '6'"
-            body = "local police = code == '6'\n" + body
+            test += " or code == 6"
+            body = "local police = code == 6\n" + body
         keyword = "if" if not branches else "elseif"
         branches.append(f"{keyword} {test} then\n{_indent(body, '  ')}")
     pattern = re.compile(rf"^( *){re.escape(_MARKER)}\n", re.MULTILINE)
@@ -95,10 +96,12 @@ def _width(n: int) -> int:
 
 
 class LimitSpec:
-    """A limit as the script sees it: its key suffix, its six arguments, and the ``span`` of
-    its integer replies (2 more than the largest reset or retry in ms it can report)."""
+    """A limit as the script sees it: its key suffix, its six values (``args``, as text) sent
+    as one binary script argument (``arg``: ``>BddddB`` — code, limit, period, capacity, max
+    wait, the format's length — then the format), and the ``span`` of its integer replies
+    (2 more than the largest reset or retry in ms it can report)."""
 
-    __slots__ = ("args", "capacity", "limit", "span", "suffix")
+    __slots__ = ("arg", "args", "capacity", "limit", "span", "suffix")
 
     def __init__(self, limit: Limit) -> None:
         self.limit = limit
@@ -134,6 +137,12 @@ class LimitSpec:
             str(v).encode()
             for v in (code, rate.limit, rate.period_ms, limit.capacity, fmt, max_wait)
         )
+        self.arg = (
+            struct.pack(
+                ">BddddB", code, rate.limit, rate.period_ms, limit.capacity, max_wait, len(fmt)
+            )
+            + fmt.encode()
+        )
 
 
 _specs: dict[int, tuple[Limit, LimitSpec]] = {}
@@ -165,19 +174,16 @@ _COSTS = [b"%d" % i for i in range(64)]
 def script_args(
     specs: Sequence[LimitSpec], now: bytes, cost: int | bytes, consume: bool, pad: bytes
 ) -> list[bytes]:
-    """ARGV for the script: clock, cost, consume flag, TTL pad, then six values per limit.
+    """ARGV for the script: clock, cost, consume flag, TTL pad, then one argument per limit.
 
     ``cost`` is one cost for every limit, or (``decide_each``) the costs of the limits in
     order, already written as ``b"1,5,1"``.
     """
     if not isinstance(cost, bytes):
         cost = _COSTS[cost] if cost < 64 else b"%d" % cost
-    head = [now, cost, _CONSUME[consume], pad]
     if len(specs) == 1:
-        return [*head, *specs[0].args]
-    for spec in specs:
-        head.extend(spec.args)
-    return head
+        return [now, cost, _CONSUME[consume], pad, specs[0].arg]
+    return [now, cost, _CONSUME[consume], pad, *[spec.arg for spec in specs]]
 
 
 def decode(specs: Sequence[LimitSpec], reply: Any) -> list[Decision]:
@@ -195,19 +201,23 @@ def _decision(spec: LimitSpec, value: Any) -> Decision:
         span = spec.span
         if value >= 0:
             remaining, reset = divmod(value, span)
-            return Decision(True, spec.capacity, remaining, reset / 1000, 0.0, 0.0, spec.limit)
+            return new_decision(
+                (True, spec.capacity, remaining, reset / 1000, 0.0, 0.0, spec.limit)
+            )
         rest, retry = divmod(-1 - value, span)
         remaining, reset = divmod(rest, span)
         wait = INF if retry == 0 else (retry - 1) / 1000
-        return Decision(False, spec.capacity, remaining, reset / 1000, wait, 0.0, spec.limit)
+        return new_decision((False, spec.capacity, remaining, reset / 1000, wait, 0.0, spec.limit))
     allowed, remaining, reset, retry, delay = value.split()
     wait = int(retry)
-    return Decision(
-        allowed == b"1",
-        spec.capacity,
-        int(remaining),
-        int(reset) / 1000,
-        INF if wait < 0 else wait / 1000,
-        0.0 if delay == b"0" else float(delay),
-        spec.limit,
+    return new_decision(
+        (
+            allowed == b"1",
+            spec.capacity,
+            int(remaining),
+            int(reset) / 1000,
+            INF if wait < 0 else wait / 1000,
+            0.0 if delay == b"0" else float(delay),
+            spec.limit,
+        )
     )

@@ -247,6 +247,24 @@ def test_state_is_compact(script_client: Any, limit: Limit) -> None:
         assert len(value) <= 12
 
 
+@pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window"])
+def test_window_state_written_as_text_is_still_counted(script_client: Any, algorithm: str) -> None:
+    """A same-window write is an INCRBY; a state Redis holds as text (which INCRBY refuses,
+    here the same number in exponent form) is read and replaced with SET ... KEEPTTL."""
+    clock = FakeClock()
+    clock.set_ms(2_000_000)
+    backend = _backend(script_client, clock)
+    limit = Limit("5/second", algorithm=algorithm)
+    key = backend.key_for("k", limit)
+    assert backend.decide("k", [limit], 1)[0].remaining == 4
+    assert backend.decide("k", [limit], 1)[0].remaining == 3  # INCRBY
+    value = int(script_client.get(key))
+    script_client.set(key, f"{value:.15e}", keepttl=True)
+    assert backend.decide("k", [limit], 1)[0].remaining == 2  # SET ... KEEPTTL
+    assert int(script_client.get(key)) == value + 1
+    assert script_client.pttl(key) > 0
+
+
 def test_server_clock_is_used_without_a_clock(script_client: Any) -> None:
     """With no clock given, the script stamps states with the Redis server's TIME."""
     backend = RedisBackend(script_client)

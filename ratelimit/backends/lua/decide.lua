@@ -10,11 +10,12 @@
 -- blocks that use them), which correct the rounding of a / b.
 --
 -- A block reads   state (the key's value, or false), now, cost, limit, period, fmt (state
---                 format), police, and ARGV[b + 8] (capacity) and ARGV[b + 10] (max wait)
---                 when it needs them (b: the limit's offset in ARGV, past the first four)
+--                 format), police, and capacity and extra (max wait) when it needs them
 -- and sets        allowed (1/0), remaining, reset, retry, delay, and when it admits: new
 --                 (the state to store), expires (when that state is fresh again, ms) and
---                 keep (true when the key's TTL already ends at expires: SET ... KEEPTTL);
+--                 keep (true when the key's TTL already ends at expires: SET ... KEEPTTL),
+--                 add (true when, besides, the key holds a number and new is that number
+--                 plus cost: INCRBY, which keeps the TTL and converts no number to text);
 --                 and span, 2 more than the largest reset or retry it can give (the reply).
 --
 -- The blocks appear twice: in the one-limit path (most decisions: no tables, no loop) and
@@ -27,8 +28,12 @@
 --           cost per limit, comma-separated (decide_each: rules with different costs)
 -- ARGV[3]   "1" to store the new states when every limit admits, "0" for a dry run
 -- ARGV[4]   extra ms added to every TTL (0 unless the caller's clock runs slower than real time)
--- ARGV[5..] six values per limit: algorithm code, limit, period ms, capacity, state format,
---           max wait (leaky bucket in shape mode: the largest scaled level to queue behind; -1)
+-- ARGV[4+i] limit i, packed with struct (SPEC): algorithm code, limit, period ms, capacity,
+--           max wait (leaky bucket in shape mode: the largest scaled level to queue behind;
+--           -1), all integers below 2^53 as doubles, then the state format (length, text).
+--           One binary argument per limit, not six texts: each argument costs Redis (parsing,
+--           the ARGV table) and the client (redis-py encodes each one), and a text number
+--           costs a strtod to read.
 --
 -- Returns, per limit, one integer when it fits below 2^53 (converting numbers to text is
 -- what costs most in a script) and there is no delay: remaining * span + reset when
@@ -39,7 +44,8 @@
 -- Nothing is written unless every limit admits; every written key has a TTL of at least 1 ms
 -- (set by the write, or kept from the write that started the same window).
 
-local floor, sub, format = math.floor, string.sub, string.format
+local floor, sub, format, unpack = math.floor, string.sub, string.format, struct.unpack
+local SPEC = '>BddddBc0' -- a limit's argument (redis_script.LimitSpec)
 
 local clock
 if ARGV[1] == '' then
@@ -48,8 +54,9 @@ if ARGV[1] == '' then
 else
   clock = tonumber(ARGV[1])
 end
--- one cost for every limit, or the cost of each limit in order: "1,5,1" (decide_each)
-local costs, single = nil, tonumber(ARGV[2])
+-- one cost for every limit, or the cost of each limit in order: "1,5,1" (decide_each);
+-- most costs are 1, and comparing strings is cheaper than converting them (strtod)
+local costs, single = nil, ARGV[2] == '1' and 1 or tonumber(ARGV[2])
 if not single then
   costs = {}
   for c in string.gmatch(ARGV[2], '[^,]+') do
@@ -62,14 +69,17 @@ local reply = '%d %d %d %d %s'
 local exact = 9007199254740992 -- 2^53
 
 if n == 1 then
-  local b, code = 0, ARGV[5]
+  local code, limit, period, capacity, extra, fmt = unpack(SPEC, ARGV[5])
   local state, now, cost = redis.call('GET', KEYS[1]), clock, single or costs[1]
-  local limit, period, fmt = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[9]
-  local new, expires, keep, span
+  local new, expires, keep, add, span
   local allowed, remaining, reset, retry, delay = 0, 0, 0, 0, 0
   -- @algorithms
   if consume and allowed == 1 then
-    if keep then
+    if add then -- INCRBY: no number to convert to text (pcall: should the value be text)
+      add = type(redis.pcall('INCRBY', KEYS[1], cost)) == 'number'
+    end
+    if add then -- written
+    elseif keep then
       redis.call('SET', KEYS[1], new, 'KEEPTTL')
     else
       local ttl = expires - clock
@@ -108,26 +118,26 @@ local function answer(allowed, remaining, reset, retry, delay, span)
   return format(reply, allowed, remaining, reset, retry, delay)
 end
 
-local out, states, expiries, kept = {}, {}, {}, {}
+local out, states, expiries, kept, adds = {}, {}, {}, {}, {}
 local admitted = true
 for i = 1, n do
-  local b = (i - 1) * 6
-  local code = ARGV[b + 5]
+  local code, limit, period, capacity, extra, fmt = unpack(SPEC, ARGV[i + 4])
   local state, now, cost = redis.call('GET', KEYS[i]), clock, single or costs[i]
-  local limit, period, fmt = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]), ARGV[b + 9]
-  local new, expires, keep, span
+  local new, expires, keep, add, span
   local allowed, remaining, reset, retry, delay = 0, 0, 0, 0, 0
   -- @algorithms
   out[i] = answer(allowed, remaining, reset, retry, delay, span)
   if allowed == 0 then
     admitted = false
   end
-  states[i], expiries[i], kept[i] = new, expires, keep
+  states[i], expiries[i], kept[i], adds[i] = new, expires, keep, add and cost
 end
 
 if consume and admitted then
   for i = 1, n do
-    if kept[i] then
+    if adds[i] and type(redis.pcall('INCRBY', KEYS[i], adds[i])) == 'number' then
+      -- written (see the one-limit path)
+    elseif kept[i] then
       redis.call('SET', KEYS[i], states[i], 'KEEPTTL')
     else
       local ttl = expiries[i] - clock

@@ -19,6 +19,7 @@ if state then
     if v and v >= base and v < base + scale then
       count = v - base
       keep = true -- written in this window: the key's TTL already ends with it
+      add = true -- and it holds base + count: INCRBY cost writes base + count + cost
     end
   elseif tonumber(sub(state, 1, -#fmt)) == window then
     count = tonumber(sub(state, 1 - #fmt)) or 0

@@ -1,7 +1,6 @@
 -- leaky_bucket: mirrors ratelimit/algorithms/leaky_bucket.py. State: last update ms, level
 -- scaled by the period. Shapes (delays admitted requests) unless `police` is set; `extra` is
 -- the largest scaled level to queue behind (max_delay), or -1.
-local capacity, extra = tonumber(ARGV[b + 8]), tonumber(ARGV[b + 10])
 local full = capacity * period
 span = cdiv(full, limit) + 2 -- reset and retry stay below this - 1
 local level = 0

@@ -44,6 +44,7 @@ if state then
   if saved == window then
     prev, curr = p, c
     keep = true -- written in this window: the key's TTL already ends where it should
+    add = small -- and it holds the number base + prev * scale + curr: INCRBY cost
   elseif saved == window - 1 then
     prev = c
   end

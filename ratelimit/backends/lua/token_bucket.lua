@@ -1,6 +1,5 @@
 -- token_bucket: mirrors ratelimit/algorithms/token_bucket.py.
 -- State: last update ms, tokens scaled by the period (a full bucket holds capacity * period).
-local capacity = tonumber(ARGV[b + 8])
 local full = capacity * period
 span = cdiv(full, limit) + 2 -- reset and retry stay below this - 1
 local tokens = full
