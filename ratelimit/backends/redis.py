@@ -645,10 +645,8 @@ class RedisBackend:
             for script in (SCRIPT, LEASE_SCRIPT):
                 client.script_load(script)
         except Exception as exc:
-            if scripting_unavailable(exc):
-                raise self._no_scripting(exc) from exc
-            error = _translate(exc)
-            if error is None:
+            error = self._check_failed(exc)
+            if error is exc:
                 raise
             raise error from exc
 
@@ -661,12 +659,17 @@ class RedisBackend:
                 for script in (SCRIPT, LEASE_SCRIPT):
                     await client.script_load(script)
         except Exception as exc:
-            if scripting_unavailable(exc):
-                raise self._no_scripting(exc) from exc
-            error = _translate(exc)
-            if error is None:
+            error = self._check_failed(exc)
+            if error is exc:
                 raise
             raise error from exc
+
+    def _check_failed(self, exc: Exception) -> Exception:
+        """What :meth:`check` raises for ``exc``: a ConfigError for a server without Lua, a
+        BackendError for one that does not answer, else ``exc`` itself (a bug)."""
+        if scripting_unavailable(exc):
+            return self._no_scripting(exc)
+        return _translate(exc) or exc
 
     async def awarm(self) -> None:
         """Warm this event loop's client up before traffic: connect (a Cluster client reads

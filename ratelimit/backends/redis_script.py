@@ -83,10 +83,22 @@ def _load_script() -> str:
 SCRIPT = _load_script()
 #: Its SHA-1, for ``EVALSHA``.
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+
 #: The script of shares (:mod:`ratelimit.backends.shares`) and its SHA-1.
-SHARE_SCRIPT = (
-    resources.files("ratelimit.backends").joinpath("lua", "share.lua").read_text(encoding="utf-8")
-)
+def _share_script() -> str:
+    """share.lua with lua/divide.lua in place of its ``-- @divide`` line."""
+    lua = resources.files("ratelimit.backends").joinpath("lua")
+    script = lua.joinpath("share.lua").read_text(encoding="utf-8")
+    divide = lua.joinpath("divide.lua").read_text(encoding="utf-8")
+    pattern = re.compile(r"^-- @divide\b.*\n", re.MULTILINE)
+    script, found = pattern.subn(lambda _: divide, script)
+    if not found:
+        raise RuntimeError("share.lua has no '-- @divide' line")
+    return script
+
+
+SHARE_SCRIPT = _share_script()
 SHARE_SHA = hashlib.sha1(SHARE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 

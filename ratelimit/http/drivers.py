@@ -51,6 +51,18 @@ def local_call(share: dict[Limit, Limit], name: str, args: tuple[Any, ...]) -> C
     return name, (key, share.get(limit, limit), token)
 
 
+def _stands_in(local: Any, error: BackendError) -> bool:
+    """Whether the local stand-in answers in place of the failed backend (an overload is
+    no outage: nothing answers it, it is shed)."""
+    return local is not None and error.kind != "overload"
+
+
+def _locally(local: Any, share: dict[Limit, Limit], name: str, args: tuple[Any, ...]) -> Any:
+    """The call ``name(*args)`` made on the local stand-in, with its limits' local shares."""
+    name, args = local_call(share, name, args)
+    return getattr(local, name)(*args)
+
+
 def drive(
     flow: Generator[Call, Any, Any], backend: Any, local: Any, share: dict[Limit, Limit]
 ) -> Driven:
@@ -67,11 +79,10 @@ def drive(
             try:
                 result = getattr(backend, name)(*args)
             except BackendError as error:
-                if local is None or error.kind == "overload":
+                if not _stands_in(local, error):
                     flow.close()
                     return None, decided_locally, error.kind or "error"
-                name, args = local_call(share, name, args)
-                result, decided_locally = getattr(local, name)(*args), True
+                result, decided_locally = _locally(local, share, name, args), True
             call = flow.send(result)
     except StopIteration as stop:
         return stop.value, decided_locally, None
@@ -92,11 +103,10 @@ async def adrive(
             try:
                 result = await getattr(backend, "a" + name)(*args)
             except BackendError as error:
-                if local is None or error.kind == "overload":
+                if not _stands_in(local, error):
                     flow.close()
                     return None, decided_locally, error.kind or "error"
-                name, args = local_call(share, name, args)
-                result, decided_locally = getattr(local, name)(*args), True
+                result, decided_locally = _locally(local, share, name, args), True
             call = flow.send(result)
     except StopIteration as stop:
         return stop.value, decided_locally, None

@@ -20,18 +20,7 @@ local fresh_gen = t[1] * 1000000 + t[2]
 local mode, pad = ARGV[2], tonumber(ARGV[3])
 local SHRINK = 8
 
-local function fdiv(a, b)
-  local q = floor(a / b)
-  if q * b > a then
-    q = q - 1
-  elseif (q + 1) * b <= a then
-    q = q + 1
-  end
-  return q
-end
-local function cdiv(a, b)
-  return -fdiv(-a, b)
-end
+-- @divide (fdiv and cdiv: lua/divide.lua, put here when the script is loaded)
 
 local function load(key)
   local raw = redis.call('GET', key)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from ratelimit.errors import ConfigError
+from ratelimit.http.drivers import AWAIT
 from ratelimit.http.keys import awaitable_error, import_callable
 
 if TYPE_CHECKING:
@@ -104,8 +105,6 @@ def resolve_cost(
 ) -> Generator[Any, Any, int | Outcome]:
     """What this request weighs under ``group`` (yields the awaitable of an ``async def``
     cost function), or the 411 outcome for a body ``"content-length"`` cannot measure."""
-    from ratelimit.http.drivers import AWAIT
-
     cost = group.cost
     if cost is content_length:
         length = declared_length(draft.request)

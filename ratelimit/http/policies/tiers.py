@@ -14,6 +14,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from ratelimit.errors import ConfigError
+from ratelimit.http.drivers import AWAIT
 from ratelimit.http.keys import import_callable
 
 if TYPE_CHECKING:
@@ -56,8 +57,6 @@ def compile_tier(spec: object) -> TierFunc:
 def resolve_tier(draft: Draft, group: Group) -> Generator[Any, Any, tuple[Limit, ...] | None]:
     """The limits ``group``'s rule checks for this request: its tier's, or its own; ``None``
     for an exempt tier. (Yields the awaitable of an ``async def`` tier function.)"""
-    from ratelimit.http.drivers import AWAIT
-
     rule = group.rule
     assert rule is not None
     limits = group.limits
