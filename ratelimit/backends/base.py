@@ -26,6 +26,12 @@ class Backend(Protocol):
     ``(key, limit, cost)`` items in one atomic step (the HTTP engine uses them when the rules
     of a request key clients differently), and ``atomic_across_keys`` (default true) says
     whether the keys of different clients can meet in that one step.
+
+    Optional (``charge`` rules, SPEC §5): ``charge(key, limits, delta, elapsed_ms)`` /
+    ``acharge`` add ``delta`` units (or give back ``-delta``) to every limit of ``limits``
+    for ``key`` in one atomic step, even past the limit (a debt: see
+    :mod:`ratelimit.algorithms`). ``elapsed_ms`` is the time since the reservation was
+    decided: a give-back lands only in the reservation's own window.
     """
 
     def decide(
