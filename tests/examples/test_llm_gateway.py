@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -83,6 +83,25 @@ def refill(seconds: float) -> int:
     return math.ceil(seconds * PER_SECOND) + 1
 
 
+def refused_for_tokens(url: str, key: str, wait_at_least: Callable[[], float]) -> httpx.Response:
+    """Probe ``key`` (1-token requests) until the tokens rule refuses it with a
+    ``Retry-After`` of at least ``wait_at_least()`` seconds; fail after 15 s.
+
+    A charge is settled once its response is over: the client may see the end of its
+    answer a moment before the charge lands, so its next request is polled, not assumed."""
+    deadline = time.monotonic() + 15
+    while True:
+        probe, _ = chat(url, key, 1)
+        if (
+            probe.status_code == 429
+            and probe.headers["ratelimit"].startswith('"tokens";r=0;')
+            and int(probe.headers["retry-after"]) >= wait_at_least()
+        ):
+            return probe
+        assert time.monotonic() < deadline, f"never refused long enough: {probe.headers}"
+        time.sleep(0.05)
+
+
 def test_the_stream_comes_through_intact(gateway_url: str) -> None:
     response, lines = chat(gateway_url, "sk-intact", 120)
     assert response.status_code == 200
@@ -105,14 +124,14 @@ def test_a_key_in_debt_waits_and_other_keys_do_not(gateway_url: str) -> None:
         assert response.status_code == 200
         _, usage, done = answer(lines)
         assert done and usage["total_tokens"] == 3404
-    refused, _ = chat(gateway_url, "sk-heavy-test", 10)
-    elapsed = time.monotonic() - start
-    # The bucket: 4000 − 2 × 3404 + what refilled since the start; 500 are needed.
-    owed = RESERVED - (BURST - 2 * 3404) - refill(elapsed)
-    assert owed > 0, f"{elapsed:.1f} s for three requests: too slow to tell"
-    assert refused.status_code == 429
-    assert refused.headers["ratelimit"].startswith('"tokens";r=0;')
-    assert int(refused.headers["retry-after"]) >= owed / PER_SECOND
+
+    def owed() -> float:
+        """The seconds until 500 are back: 4000 − 2 × 3404 + what refilled since the start."""
+        missing = RESERVED - (BURST - 2 * 3404) - refill(time.monotonic() - start)
+        assert missing > 0, "too slow to tell: the debt would be paid already"
+        return missing / PER_SECOND
+
+    refused_for_tokens(gateway_url, "sk-heavy-test", owed)
     light, lines = chat(gateway_url, "sk-light-test", 100)
     assert light.status_code == 200
     assert answer(lines)[2]
@@ -147,18 +166,7 @@ def test_a_charge_lands_after_the_client_hung_up(gateway_url: str) -> None:
         next(gone.iter_lines())  # one event, then hang up mid-answer
     # Uncharged, the bucket holds ~95 + refill: a refusal says "retry in 2 s" at most. Once
     # the 3,404 land, it is more than 2,000 below the 500 needed: over 6 s.
-    deadline = time.monotonic() + 15
-    while True:
-        probe, _ = chat(gateway_url, key, 1)
-        refused_for_tokens = probe.headers.get("ratelimit", "").startswith('"tokens";')
-        if (
-            probe.status_code == 429
-            and refused_for_tokens
-            and int(probe.headers["retry-after"]) > 5
-        ):
-            break
-        assert time.monotonic() < deadline, "the hung-up answer was never charged"
-        time.sleep(0.1)
+    refused_for_tokens(gateway_url, key, lambda: 6)
 
 
 @pytest.mark.redis
@@ -184,14 +192,20 @@ def test_the_token_counter_drops_by_the_usage(model_url: str) -> None:
                 assert response.status_code == 200
                 total = answer(lines)[1]["total_tokens"]
                 assert total == 1004
-                # The charge lands before the last event is relayed: no waiting needed.
-                remaining = limiter.peek(counter, *rule.limits).remaining
-                elapsed = time.monotonic() - start
+                # Polled: the charge is settled once the response is over (see above).
+                deadline = time.monotonic() + 15
+                while True:
+                    remaining = limiter.peek(counter, *rule.limits).remaining
+                    elapsed = time.monotonic() - start
+                    if remaining <= BURST - total + refill(elapsed):
+                        break
+                    assert time.monotonic() < deadline, f"never charged: {remaining} left"
+                    time.sleep(0.05)
             finally:
                 close = getattr(limiter.backend, "close", None)
                 if callable(close):
                     close()
-    assert BURST - total <= remaining <= BURST - total + refill(elapsed)
+    assert remaining >= BURST - total  # charged once, and the reservation given back
 
 
 def locust_command() -> list[str]:
