@@ -3,10 +3,11 @@
     python examples/llm_gateway/chart.py out/tokens.csv --out docs/img/llm_gateway_tokens.png
 
 One panel per key (the hungriest last), on one scale: bars are the tokens of the answers
-that ended in each second; the solid line is the average over the last 60 s (the tokens of
-the last minute / 60), to hold against the dashed limit, 20,000 tokens a minute = 333 a
-second. The dotted line is the most a minute can hold: the bucket's burst on top of the
-minute's tokens. The script also prints a Markdown table of the numbers per key.
+that ended in each second; the solid line is their average over the last 60 s (over the
+seconds since the start, in the first minute), to hold against the dashed limit, 20,000
+tokens a minute = 333 a second. The dotted line is the most a minute can hold: the
+bucket's burst on top of the minute's tokens. The script also prints a Markdown table of the
+numbers per key.
 
 The limit, burst and rule are read from ``ratelimit.toml`` (the ``tokens`` rule) next to
 this file, or from ``--config``. Uses matplotlib's object API (no pyplot, no display).
@@ -144,14 +145,14 @@ def draw(series: list[Series], rate: Rate, burst: int, out: Path) -> None:
                     color="white",
                     rotation=90,
                 )
-        average = [total / WINDOW for total in s.rolling()]
+        average = [total / min(i + 1, WINDOW) for i, total in enumerate(s.rolling())]
         ax.step(
             [*x, len(x)],
             [*average, average[-1] if average else 0],
             where="post",
             color=_AVERAGE,
             linewidth=1.4,
-            label=f"average over the last {WINDOW} s",
+            label=f"average over the last {WINDOW} s (or since the start)",
         )
         ax.axhline(
             per_second,
