@@ -24,7 +24,6 @@ gateway still reads the answer to its end, learns its usage and charges it.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import os
@@ -79,13 +78,6 @@ app = FastAPI(title="LLM gateway (ratelimit-middleware example)", lifespan=lifes
 app.add_middleware(RateLimitMiddleware, config=rate_limit_config())
 
 
-async def report(request: Request, tokens: int) -> None:
-    """Tell the middleware what ``request`` really cost (``charge = "application"``)."""
-    result: Any = ratelimit.charge(request, tokens)
-    if inspect.isawaitable(result):
-        await result
-
-
 def usage_of(event: bytes) -> int | None:
     """``usage.total_tokens`` of one server-sent event's data, if it has one."""
     for line in event.split(b"\n"):
@@ -117,14 +109,14 @@ async def _relay(
     buffer = b""
     try:
         async for data in upstream.aiter_bytes():
-            buffer += data
+            buffer = (buffer + data).replace(b"\r\n", b"\n")  # SSE lines may end in CRLF
             *events, buffer = buffer.split(b"\n\n")
             for event in events:
                 total = usage_of(event)
                 if total is not None and not charged:
                     charged = True
                     try:
-                        await report(request, total)
+                        ratelimit.charge(request, total)
                     except Exception:  # a bug to see in the log; the answer still goes out
                         log.exception("charging %d tokens failed", total)
                 if not client_gone.is_set():
@@ -168,12 +160,12 @@ async def chat_completions(request: Request) -> Response:
     try:
         upstream = await client.send(outgoing, stream=True)
     except httpx.HTTPError as exc:
-        await report(request, 0)  # nothing was generated: give the reservation back
+        ratelimit.charge(request, 0)  # nothing was generated: give the reservation back
         return JSONResponse({"error": {"message": f"model server: {exc}"}}, status_code=502)
     if upstream.status_code != 200:
         content = await upstream.aread()
         await upstream.aclose()
-        await report(request, 0)
+        ratelimit.charge(request, 0)
         return Response(
             content,
             status_code=upstream.status_code,
