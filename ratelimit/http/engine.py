@@ -6,7 +6,7 @@ The data path, top to bottom::
     request      ──► flow      screen, resolve, gates, ONE atomic decide, hold (flow.py,
                                one module per policy in policies/)
                  ──► Outcome   pass (+ headers, + shaping delay) | 429 | 403 | 411 | 503
-    response     ──► settle    counts, slots (flow.settle_flow)
+    response     ──► settle    counts, charges, slots (flow.settle_flow)
 
 The logic is written once, as generators that yield the backend calls they need; the engine
 runs them with one of two drivers (:mod:`ratelimit.http.drivers`): the blocking backend API
@@ -48,6 +48,7 @@ from ratelimit.http.keys import refuse_async as _refuse_async
 from ratelimit.http.observing import Observer, TopList
 from ratelimit.http.outcome import OUTCOME_KINDS, PASS, Outcome, Pending, RejectHandler, Verdicts
 from ratelimit.http.plan import LimitBook, Plan, Planner
+from ratelimit.http.policies.charges import Headers, settle_failed
 from ratelimit.http.rejections import RejectionCache, rejection_cache
 from ratelimit.http.reload import ConfigWatch
 
@@ -247,15 +248,16 @@ class Engine:
             observer.observe(plan, request, outcome, time.perf_counter() - start)
         return outcome
 
-    def settle(self, pending: Pending, status: int) -> None:
-        """After the response (blocking drivers): count the ``count`` rules whose statuses
-        match ``status`` (the count always lands, even over the limit: a full limit is filled
-        to its capacity) and give back the concurrency slots."""
-        drive(settle_flow(pending, status), self.backend, self.local, self.book.local)
+    def settle(self, pending: Pending, status: int, headers: Headers = ()) -> None:
+        """After the response (blocking drivers): see :func:`~ratelimit.http.flow.settle_flow`
+        (``headers``: the response's). A backend failure drops what is left (logged)."""
+        flow = settle_flow(pending, status, headers)
+        settle_failed(pending, drive(flow, self.backend, self.local, self.book.local)[2])
 
-    async def asettle(self, pending: Pending, status: int) -> None:
+    async def asettle(self, pending: Pending, status: int, headers: Headers = ()) -> None:
         """After the response (asyncio): see :meth:`settle`."""
-        await adrive(settle_flow(pending, status), self.backend, self.local, self.book.local)
+        flow = settle_flow(pending, status, headers)
+        settle_failed(pending, (await adrive(flow, self.backend, self.local, self.book.local))[2])
 
     async def awarm(self) -> None:
         """Connect the backend from the running event loop before the first request (the
