@@ -132,6 +132,11 @@ def parse_charge(value: object) -> ChargeSpec:
         return ChargeSpec("response-header", header=name.lower())
     if ":" not in value:
         raise ConfigError(f"must be {_USAGE}, got {value!r}")
+    if value.startswith("header:"):  # the form of key and tier, which read request headers
+        raise ConfigError(
+            f"{value!r} would read a request header; a charge is read from the response: "
+            f"use 'response-header:{value[7:]}'"
+        )
     return ChargeSpec("callable", func=import_callable(value, "charge", _USAGE))
 
 
