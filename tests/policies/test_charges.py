@@ -430,3 +430,52 @@ def test_charge_finds_holders_on_request_objects() -> None:
     ratelimit.charge(Both(), 3)
     assert holder.reported == 3
     assert place[CHARGES_KEY] == [holder]
+
+
+# -- debts, on memory and Redis ----------------------------------------------------------------
+
+
+def _debt_engine(backend: Any, algorithm: str, limit: str) -> Engine:
+    rule = {**TOKENS, "limit": limit, "algorithm": algorithm, "cost": 10}
+    return Engine({"rules": [rule]}, backend=backend)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "limit"), [("token_bucket", "60/minute"), ("fixed_window", "100/minute")]
+)
+def test_overspend_is_a_debt_paid_before_the_next_admission(
+    backend: Any, clock: FakeClock, algorithm: str, limit: str
+) -> None:
+    """A response that cost far more than its reservation leaves a debt: the next request is
+    rejected with a Retry-After that says when the debt is paid, and admitted then."""
+    clock.set_ms(1_020_000)  # a minute's window begins: fixed windows start at 17 min
+    engine = _debt_engine(backend, algorithm, limit)
+    outcome = admitted(engine)
+    assert outcome.pending is not None
+    # token bucket: 60 - 10 - 120 = -70 tokens, refilled at 1/s: 80 s until 10 are back.
+    # fixed window: 10 + 240 = 250 counted: 150 carried into the next minute, 50 into the
+    # one after, where 10 more fit: 120 s.
+    engine.settle(
+        outcome.pending, 200, [(b"x-tokens", b"130" if "bucket" in algorithm else b"250")]
+    )
+    wait = 80 if algorithm == "token_bucket" else 120
+    rejected = run(engine, Request("POST", "/v1/chat", x_api_key="k1"))
+    assert status(rejected) == 429
+    assert headers(rejected)[b"retry-after"] == str(wait).encode()
+    clock.advance(wait - 0.001)
+    assert status(run(engine, Request("POST", "/v1/chat", x_api_key="k1"))) == 429
+    clock.advance(0.001)
+    assert status(run(engine, Request("POST", "/v1/chat", x_api_key="k1"))) == 200
+    assert status(run(engine, Request("POST", "/v1/chat", x_api_key="k2"))) == 200  # others
+
+
+def test_give_back_frees_the_unused_reservation(backend: Any, clock: FakeClock) -> None:
+    """A response cheaper than its reservation gives the unused units back at once."""
+    clock.set_ms(1_020_000)
+    engine = _debt_engine(backend, "fixed_window", "100/minute")
+    outcome = admitted(engine)
+    assert headers(outcome)[b"ratelimit"].startswith(b'"tokens";r=90;')
+    assert outcome.pending is not None
+    engine.settle(outcome.pending, 200, [(b"x-tokens", b"3")])
+    after = admitted(engine)
+    assert headers(after)[b"ratelimit"].startswith(b'"tokens";r=87;')  # 100 - 3 - 10
