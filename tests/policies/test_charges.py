@@ -341,7 +341,7 @@ def test_failed_charge_is_logged_at_most_once_per_interval(
 ) -> None:
     """A backend failing at settle drops the charge (the reservation stands), logged once
     per interval however many requests fail."""
-    monkeypatch.setattr(charges_module, "_last_failure", [-1e9])
+    monkeypatch.setattr(charges_module, "_last_failure", -1e9)
     engine = engine_with(TOKENS)
     backend = engine.backend
     assert isinstance(backend, Recording)

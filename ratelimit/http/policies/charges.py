@@ -284,7 +284,8 @@ class Charges:
 _LATE: set[Any] = set()
 #: The rules whose charge header was missing or malformed (logged once each).
 _WARNED: set[str] = set()
-_last_failure = [-FAILURE_LOG_INTERVAL]
+#: When a failed charge was last logged (``time.monotonic``).
+_last_failure = -FAILURE_LOG_INTERVAL
 
 
 def route_charge(
@@ -386,7 +387,8 @@ def settle_charges(
         measured = []
         found: dict[str, str] | None = None
         for _, _, reservation, rule in charges.items:
-            spec: ChargeSpec = rule.charge  # type: ignore[assignment]
+            spec = rule.charge
+            assert spec is not None  # routed here because it has one
             value: Any = reservation
             if spec.kind == "response-header":
                 found = _header_map(headers) if found is None else found
@@ -426,12 +428,13 @@ def settle_failed(pending: Pending, kind: str | None) -> None:
     """A settle the backend failed (``kind``; ``None``: it did not fail): its charges are
     dropped, the reservations stand. Logged at most once per :data:`FAILURE_LOG_INTERVAL`
     seconds."""
+    global _last_failure
     if kind is None or pending.charges is None:
         return
     now = time.monotonic()
-    if now - _last_failure[0] < FAILURE_LOG_INTERVAL:
+    if now - _last_failure < FAILURE_LOG_INTERVAL:
         return
-    _last_failure[0] = now
+    _last_failure = now
     rules = ", ".join(sorted({item[3].name for item in pending.charges.items}))
     log.warning(
         "charge: the backend failed (%s) while charging rule(s) %s: the charge was dropped "
