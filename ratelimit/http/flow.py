@@ -10,7 +10,7 @@
          ─► decide   every other limit in ONE atomic call
          ─► hold     concurrency slots (given back if a later one is refused)
          ─► outcome  headers, 429, …                          outcome.py
-    after the response: settle ─► counts, charges, slots      (settle_flow)
+    after the response: settle ─► counts, charges, slots      (settle_flows)
 
 A plan without policies (no tier, cost function, count, ban, lease, list or charge) takes the
 first line only: one atomic call, or the rejection cache.
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from ratelimit.http.rules import Rule
     from ratelimit.limits import Limit
 
-__all__ = ["Draft", "FlowContext", "GroupCall", "decision_flow", "settle_flow"]
+__all__ = ["Draft", "FlowContext", "GroupCall", "decision_flow", "settle_flows"]
 
 #: One group's part of a decision: the client key, the limits and the cost.
 GroupCall = tuple[str, tuple["Limit", ...], int]
@@ -265,10 +265,16 @@ def _remember(cache: RejectionCache, calls: list[GroupCall], decision: Decision)
             return
 
 
-def settle_flow(pending: Pending, status: int, headers: Headers = ()) -> Generator[Call, Any, None]:
+def settle_flows(
+    pending: Pending, status: int, headers: Headers = ()
+) -> tuple[Generator[Call, Any, None], ...]:
     """After the response: count the ``count`` rules whose statuses match ``status`` (the
     count always lands), charge the ``charge`` rules (from the response ``headers``, or
-    what the application reported), and give back the concurrency slots."""
-    yield from settle_counts(pending.counted, status)
-    yield from settle_charges(pending.charges, status, headers)
-    yield from release(pending.leases)
+    what the application reported), and give back the concurrency slots — three flows,
+    each driven on its own, so that a backend failure in one (a charge) does not keep the
+    others (the slots) from landing."""
+    return (
+        settle_counts(pending.counted, status),
+        settle_charges(pending.charges, status, headers),
+        release(pending.leases),
+    )

@@ -14,7 +14,7 @@ from ratelimit import ConfigError, Limit, MemoryBackend
 from ratelimit.errors import BackendError
 from ratelimit.http.drivers import local_call
 from ratelimit.http.engine import Engine, Outcome
-from ratelimit.http.flow import settle_flow
+from ratelimit.http.flow import settle_flows
 from ratelimit.http.policies import charges as charges_module
 from ratelimit.http.policies.charges import CHARGES_KEY, MAX_CHARGE, Charges, attach
 from tests.conftest import FakeClock
@@ -365,9 +365,28 @@ def test_settle_order_counts_then_charges_then_slots() -> None:
     engine = engine_with(*rules)
     outcome = admitted(engine)
     assert outcome.pending is not None
-    flow = settle_flow(outcome.pending, 500, [(b"x-tokens", b"101")])
-    names = [call[0] for call in flow_calls(flow)]
+    flows = settle_flows(outcome.pending, 500, [(b"x-tokens", b"101")])
+    names = [call[0] for flow in flows for call in flow_calls(flow)]
     assert names == ["decide", "charge", "release"]
+
+
+class ChargeFails(MemoryBackend):
+    """Redis gone at settle time: every charge fails."""
+
+    def charge(self, key: str, limits: Any, delta: int, elapsed_ms: int) -> None:
+        raise BackendError("connection refused", kind="connection")
+
+
+def test_a_failed_charge_still_gives_the_slots_back() -> None:
+    """A backend failure while charging drops the charge (the reservation stands) but the
+    concurrency slot of the same request is still given back: the next request gets it."""
+    rules = [TOKENS, {"name": "slots", "path": "/v1/**", "algorithm": "concurrency", "limit": 1}]
+    engine = Engine({"rules": rules}, backend=ChargeFails(clock=FakeClock()))
+    for _ in range(3):
+        outcome = run(engine, Request("POST", "/v1/chat", x_api_key="k1"))
+        assert status(outcome) == 200
+        assert outcome.pending is not None
+        engine.settle(outcome.pending, 200, [(b"x-tokens", b"150")])
 
 
 def flow_calls(flow: Any) -> list[Any]:

@@ -7,7 +7,7 @@ A charge rule reserves its ``cost`` up front, in the decision's one atomic call.
 of the plan (:func:`route_charge`) also leaves a :class:`Charges` holder on the request —
 the adapters put it where :func:`charge` finds it (ASGI scope, WSGI environ, Django's
 ``request.META``) — and after the response (:func:`settle_charges`, run by
-:func:`~ratelimit.http.flow.settle_flow`) the difference between what the request really
+:func:`~ratelimit.http.flow.settle_flows`) the difference between what the request really
 cost and its reservation is charged, or given back, in ONE backend call per rule
 (``("charge", (key, limits, delta, elapsed_ms))``), even past the limit: a client that
 overspent is in debt and waits until it is paid.
