@@ -8,6 +8,8 @@ The public API::
     decision = limiter.hit("203.0.113.7", Limit("10/second", algorithm="token_bucket", burst=20))
     if not decision.allowed:
         ...  # answer 429, Retry-After: ceil(decision.retry_after)
+
+    ratelimit.charge(request, n)   # a request on a ``charge`` rule cost n units (SPEC §5)
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ratelimit.decision import Decision
 from ratelimit.errors import BackendError, ConfigError, RateLimitError
 from ratelimit.http import observing
 from ratelimit.http.config import Config
+from ratelimit.http.policies.charges import charge
 from ratelimit.limiter import Lease, Limiter
 from ratelimit.limits import Limit
 from ratelimit.metrics.hooks import Hooks
@@ -54,6 +57,7 @@ __all__ = [
     "RedisBackend",
     "__version__",
     "backend_from_url",
+    "charge",
 ]
 
 

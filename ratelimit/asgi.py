@@ -27,6 +27,7 @@ from ratelimit.http.config import Config
 from ratelimit.http.engine import Engine, Pending, RejectHandler
 from ratelimit.http.headers import HeaderPairs, Reply
 from ratelimit.http.keys import RequestInfo
+from ratelimit.http.policies.charges import attach
 
 __all__ = ["AsgiRequest", "RateLimitMiddleware", "capped_receive"]
 
@@ -186,8 +187,11 @@ class RateLimitMiddleware:
             receive = capped_receive(receive, outcome.body_limit)
         extra = outcome.headers
         start = "http.response.start" if kind == "http" else "websocket.accept"
-        if outcome.pending is not None:
-            await _settling(self.app, engine, outcome.pending, scope, receive, send, start, extra)
+        pending = outcome.pending
+        if pending is not None:
+            if pending.charges is not None:  # for ratelimit.charge(request, n)
+                attach(scope, pending.charges)
+            await _settling(self.app, engine, pending, scope, receive, send, start, extra)
             return
         if not extra:
             await self.app(scope, receive, send)
@@ -205,17 +209,20 @@ async def _settling(
     start: str,
     extra: HeaderPairs,
 ) -> None:
-    """Call ``app``, then settle ``pending`` with the response status — however the response
-    ends: sent, the client gone (the app returns or is cancelled) or the app raising (counted
-    as a 500). The settling is shielded, so a cancelled request still gives its lease back."""
+    """Call ``app``, then settle ``pending`` with the response status and headers — however
+    the response ends: sent, the client gone (the app returns or is cancelled) or the app
+    raising (counted as a 500). The settling is shielded, so a cancelled request still gives
+    its lease back and lands its charge."""
     status = 500
+    headers: Any = ()
     sent = _adding_headers(send, start, extra)
 
     async def send_noting_status(message: Message) -> None:
-        nonlocal status
+        nonlocal status, headers
         kind = message["type"]
         if kind == "http.response.start":
             status = message["status"]
+            headers = message.get("headers", ())
         elif kind == "websocket.accept":
             status = 101
         await sent(message)
@@ -223,7 +230,7 @@ async def _settling(
     try:
         await app(scope, receive, send_noting_status)
     finally:
-        await asyncio.shield(engine.asettle(pending, status))
+        await asyncio.shield(engine.asettle(pending, status, headers))
 
 
 def capped_receive(receive: Receive, limit: int) -> Receive:

@@ -21,6 +21,7 @@ from ratelimit.http.config import Config
 from ratelimit.http.engine import Engine, RejectHandler
 from ratelimit.http.headers import HeaderPairs
 from ratelimit.http.keys import RequestInfo
+from ratelimit.http.policies.charges import attach
 
 __all__ = [
     "LimitedInput",
@@ -133,22 +134,24 @@ class RateLimitMiddleware:
         if not outcome.headers and pending is None:
             return self.app(environ, start_response)
         extra = str_headers(outcome.headers)
-        seen = [500]  # the status the app answered (a 500 until it says otherwise)
+        seen: list[Any] = [500, ()]  # the status and headers the app answered
 
         def start_with_headers(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
-            seen[0] = int(status.split(None, 1)[0])
+            seen[:] = int(status.split(None, 1)[0]), headers
             return start_response(status, [*headers, *extra], exc_info)
 
         if pending is None:
             return self.app(environ, start_with_headers)
+        if pending.charges is not None:  # for ratelimit.charge(request, n)
+            attach(environ, pending.charges)
         try:
             body = self.app(environ, start_with_headers)
         except BaseException:
             engine.settle(pending, 500)
             raise
-        return Settling(body, lambda: engine.settle(pending, seen[0]))
+        return Settling(body, lambda: engine.settle(pending, seen[0], seen[1]))
 
 
 class LimitedInput:
@@ -195,7 +198,7 @@ class LimitedInput:
 
 class Settling:
     """The application's response iterable, settling the request (the ``count`` of a
-    policy, a concurrency lease) when the server closes it — after the last byte was sent,
+    policy, a concurrency lease, a charge) when the server closes it — after the last byte was sent,
     or the client went away (PEP 3333: the server always calls ``close()``)."""
 
     def __init__(self, body: Iterable[bytes], settle: Callable[[], None]) -> None:

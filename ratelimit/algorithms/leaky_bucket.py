@@ -10,6 +10,13 @@ delay, the excess is rejected.
 
 The level is kept scaled by ``P`` (ms) so it stays an integer: one unit of cost is ``P`` and
 each millisecond drains ``L``. State: ``(last_ms << 64) | scaled_level``.
+
+A debt (after a ``charge``) is a level above ``B``: nothing is admitted until it has
+drained to ``B - c``. It is kept as a bucket whose ``last_ms`` lies ahead of the clock: it
+holds ``scaled_level + (last_ms - now) · L`` now (the stored level never passes ``B``, so
+the state keeps its size). The same reading serves a clock that went back (another worker's
+clock ahead of this one): no drain for time that has not passed here, and ``last_ms`` never
+moves back.
 """
 
 from __future__ import annotations
@@ -48,8 +55,8 @@ class LeakyBucket(AlgorithmBase):
         level = 0
         if state is not None:
             last = state >> 64
-            if now < last:  # a clock that went back: no drain, no time travel
-                now = last
+            if now < last:  # a debt, or a clock that went back: the bucket's time is ahead
+                return self._ahead(state, last, now, cost)
             level = (state & _MASK) - (now - last) * rate
             if level < 0:  # drained empty (a conditional: cheaper than max() per request)
                 level = 0
@@ -73,9 +80,35 @@ class LeakyBucket(AlgorithmBase):
                 wait = max(wait, level - max_wait)
             retry = -(-wait // rate) / 1000
         reset = -(-level // rate) / 1000
-        return None, new_decision(
-            (False, self.capacity, (full - level) // period, reset, retry, 0.0, self.policy)
-        )
+        remaining = (full - level) // period if level < full else 0  # (above B: a debt)
+        return None, new_decision((False, self.capacity, remaining, reset, retry, 0.0, self.policy))
+
+    def _ahead(self, state: int, last: int, now: int, cost: int) -> tuple[int | None, Decision]:
+        """:meth:`step` when the state's time is ahead of ``now``: decided on the level it
+        holds now, and an admitted request is written at ``last`` (no time travel)."""
+        shift = (last - now) * self.limit
+        new_state, decision = self.step((now << 64) | ((state & _MASK) + shift), now, cost)
+        if new_state is not None:
+            new_state = (last << 64) | ((new_state & _MASK) - shift)
+        return new_state, decision
+
+    def charge(self, state: int | None, now: int, delta: int, since: int) -> int | None:
+        """Add ``delta`` more to the level (``delta < 0``: take it out), even above the burst:
+        a debt that drains at the rate (see the module docstring)."""
+        rate, period, full = self.limit, self.period, self._full
+        level = 0
+        if state is not None:  # the level now (ahead of the clock: above what is stored)
+            level = max(0, (state & _MASK) - (now - (state >> 64)) * rate)
+        level += self.bounded(delta) * period
+        level = min(max(level, 0), full + self.max_debt * period)
+        at = now
+        if level > full:  # a debt: kept as a full bucket whose time is ahead
+            ahead = -((full - level) // rate)  # ceil((level - full) / rate) ms
+            at += ahead
+            # (below zero only when the burst is less than a millisecond's drain: then the
+            # debt is rounded up to the millisecond)
+            level = max(0, level - ahead * rate)
+        return (at << 64) | level
 
     def expires_at(self, state: int) -> int:
         return (state >> 64) + -(-(state & _MASK) // self.limit)

@@ -20,7 +20,8 @@ class Backend(Protocol):
     true, every limit's new state is stored; otherwise nothing is. It returns one
     :class:`Decision` per limit, in order. Failures raise :class:`~ratelimit.BackendError`.
     ``cost`` is at least 1, or 0 in a dry run (``consume=False``): a probe of the state as it
-    is, always admitted, reporting the current ``remaining`` and ``reset_after``.
+    is, always admitted (unless the key owes a debt after a charge), reporting the current
+    ``remaining`` and ``reset_after``.
 
     Optional: ``decide_each(items, consume)`` / ``adecide_each`` decide several
     ``(key, limit, cost)`` items in one atomic step (the HTTP engine uses them when the rules

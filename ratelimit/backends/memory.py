@@ -211,6 +211,34 @@ class MemoryBackend:
         """:meth:`decide` for asyncio code (never blocks beyond the lock's microseconds)."""
         return self.decide(key, limits, cost, consume)
 
+    def charge(self, key: str, limits: Sequence[Limit], delta: int, elapsed_ms: int) -> None:
+        """Charge ``delta`` more units (``delta < 0``: give back) to ``key`` under every limit
+        at once, even past the limit: a debt (see :class:`Backend`). ``elapsed_ms`` is the time
+        since the request was decided (a give-back lands only in its window)."""
+        now = self.now_ms()
+        since = now - elapsed_ms
+        with self._lock:
+            for limit in limits:
+                table = self._tables.get(limit.id) or self._table(limit)
+                data = table.data
+                state = data.pop(key, None)
+                impl = _impl(table, limit)
+                new_state = impl.charge(state, now, delta, since)
+                if new_state is None:  # nothing changes
+                    if state is not None:
+                        data[key] = state
+                elif impl.expires_at(new_state) <= now:  # as good as fresh: forgotten
+                    if state is not None:
+                        self._size -= 1
+                else:
+                    data[key] = new_state
+                    if state is None:
+                        self._added(table, now)
+
+    async def acharge(self, key: str, limits: Sequence[Limit], delta: int, elapsed_ms: int) -> None:
+        """:meth:`charge` for asyncio code."""
+        self.charge(key, limits, delta, elapsed_ms)
+
     def acquire(self, key: str, limit: Limit, token: str) -> Decision:
         """Take a lease of the concurrency ``limit`` for ``key`` under ``token`` (unique per
         request); a rejected decision when every slot is held. See

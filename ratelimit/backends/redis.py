@@ -69,11 +69,14 @@ from ratelimit.backends.redis_leases import (
     release_args,
 )
 from ratelimit.backends.redis_script import (
+    CHARGE_SCRIPT,
+    CHARGE_SHA,
     SCRIPT,
     SCRIPT_SHA,
     SHARE_SCRIPT,
     SHARE_SHA,
     LimitSpec,
+    charge_args,
     decode,
     key_tag,
     limit_spec,
@@ -233,7 +236,7 @@ def _policies(reply: Any) -> list[str]:
 class _AsyncSide:
     """The asyncio client of one event loop and its auto-pipeline."""
 
-    __slots__ = ("client", "extras", "owned", "pipeline", "shares")
+    __slots__ = ("charges", "client", "extras", "owned", "pipeline", "shares")
 
     def __init__(
         self, client: Any, owned: bool, backend: RedisBackend, extras: list[Any] | None = None
@@ -257,6 +260,17 @@ class _AsyncSide:
             client,
             SHARE_SHA,
             SHARE_SCRIPT,
+            backend.breaker,
+            _translate,
+            is_outage,
+            backend.timeout,
+            give_up=backend.overload_after,
+        )
+        #: The script of charges (after responses), batched the same way.
+        self.charges = AutoPipeline(
+            client,
+            CHARGE_SHA,
+            CHARGE_SCRIPT,
             backend.breaker,
             _translate,
             is_outage,
@@ -809,6 +823,20 @@ class RedisBackend:
         specs, keys, args = self._request_each(items, consume)
         return decode(specs, self._call(keys, args))
 
+    def charge(self, key: str, limits: Sequence[Limit], delta: int, elapsed_ms: int) -> None:
+        """Charge ``delta`` more units (``delta < 0``: give back) to ``key`` under every limit
+        in one script run, even past the limit: a debt (see :class:`~ratelimit.Backend`)."""
+        keys, args = self._charge_request(key, limits, delta, elapsed_ms)
+        self._call(keys, args, CHARGE_SHA, CHARGE_SCRIPT)
+
+    def _charge_request(
+        self, key: str, limits: Sequence[Limit], delta: int, elapsed_ms: int
+    ) -> tuple[list[bytes], list[bytes]]:
+        base = self._prefix + key_tag(key)
+        specs = [limit_spec(limit) for limit in limits]
+        keys = [base + spec.suffix for spec in specs]
+        return keys, charge_args(specs, self._now_arg(), delta, elapsed_ms, self._pad)
+
     def reset(self, key: str, limits: Sequence[Limit]) -> None:
         """Forget ``key``'s counters under ``limits`` (one ``DEL``, one slot)."""
         keys = [self.key_for(key, limit) for limit in limits] + self.shares.forget(key, limits)
@@ -1002,6 +1030,15 @@ class RedisBackend:
                 return await self._ashared(list(items), consume)
         specs, keys, args = self._request_each(items, consume)
         return decode(specs, await self._acall(keys, args))
+
+    async def acharge(self, key: str, limits: Sequence[Limit], delta: int, elapsed_ms: int) -> None:
+        """:meth:`charge` for asyncio code (auto-pipelined with concurrent charges)."""
+        keys, args = self._charge_request(key, limits, delta, elapsed_ms)
+        self._check()
+        try:
+            await self._side().charges.call(keys, args)
+        except BackendError as error:  # the batch failed (already fed to the breaker)
+            raise self._report(error) from error.__cause__
 
     async def areset(self, key: str, limits: Sequence[Limit]) -> None:
         """:meth:`reset` for asyncio code (bounded by :attr:`timeout`)."""

@@ -26,12 +26,15 @@ from ratelimit.decision import INF, Decision, new_decision
 from ratelimit.limits import Limit
 
 __all__ = [
+    "CHARGE_SCRIPT",
+    "CHARGE_SHA",
     "HEAD_ARGS",
     "SCRIPT",
     "SCRIPT_SHA",
     "SHARE_SCRIPT",
     "SHARE_SHA",
     "LimitSpec",
+    "charge_args",
     "decode",
     "key_tag",
     "limit_spec",
@@ -85,21 +88,24 @@ SCRIPT = _load_script()
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 
-#: The script of shares (:mod:`ratelimit.backends.shares`) and its SHA-1.
-def _share_script() -> str:
-    """share.lua with lua/divide.lua in place of its ``-- @divide`` line."""
+def _with_divide(name: str) -> str:
+    """lua/<name> with lua/divide.lua in place of its ``-- @divide`` line."""
     lua = resources.files("ratelimit.backends").joinpath("lua")
-    script = lua.joinpath("share.lua").read_text(encoding="utf-8")
+    script = lua.joinpath(name).read_text(encoding="utf-8")
     divide = lua.joinpath("divide.lua").read_text(encoding="utf-8")
     pattern = re.compile(r"^-- @divide\b.*\n", re.MULTILINE)
     script, found = pattern.subn(lambda _: divide, script)
     if not found:
-        raise RuntimeError("share.lua has no '-- @divide' line")
+        raise RuntimeError(f"{name} has no '-- @divide' line")
     return script
 
 
-SHARE_SCRIPT = _share_script()
+#: The script of shares (:mod:`ratelimit.backends.shares`) and its SHA-1.
+SHARE_SCRIPT = _with_divide("share.lua")
 SHARE_SHA = hashlib.sha1(SHARE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+#: The script of charges (``charge`` rules: the cost known after the response) and its SHA-1.
+CHARGE_SCRIPT = _with_divide("charge.lua")
+CHARGE_SHA = hashlib.sha1(CHARGE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 
 def _width(n: int) -> int:
@@ -196,6 +202,13 @@ def script_args(
     if len(specs) == 1:
         return [now, cost, _CONSUME[consume], pad, specs[0].arg]
     return [now, cost, _CONSUME[consume], pad, *[spec.arg for spec in specs]]
+
+
+def charge_args(
+    specs: Sequence[LimitSpec], now: bytes, delta: int, elapsed_ms: int, pad: bytes
+) -> list[bytes]:
+    """ARGV for the charge script: clock, delta, ms since the decision, TTL pad, limits."""
+    return [now, b"%d" % delta, b"%d" % max(0, elapsed_ms), pad, *[spec.arg for spec in specs]]
 
 
 def decode(specs: Sequence[LimitSpec], reply: Any) -> list[Decision]:

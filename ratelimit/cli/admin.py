@@ -43,6 +43,10 @@ def _policies_text(info: dict[str, object]) -> str:
         parts.append(f"count {count}")
     if info.get("ban"):
         parts.append(f"ban {info['ban']}")
+    if info.get("charge"):
+        parts.append(f"charge {info['charge']}")
+    if info.get("unit") not in (None, "requests"):
+        parts.append(f"unit {info['unit']}")
     for name in ("allow", "deny"):
         networks = info.get(name) or []
         assert isinstance(networks, list)

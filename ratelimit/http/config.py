@@ -33,8 +33,10 @@ from ratelimit.http.policies import (
     compile_cost,
     compile_tier,
     parse_ban,
+    parse_charge,
     parse_count,
     parse_networks,
+    parse_unit,
 )
 from ratelimit.http.rules import Rule
 from ratelimit.limits import BUCKETS, Limit
@@ -90,6 +92,8 @@ _RULE_KEYS = (
     "lease",
     "allow",
     "deny",
+    "charge",
+    "unit",
 )
 #: The keys of a rule's ``ban`` table.
 _BAN_KEYS = ("after", "within", "duration")
@@ -291,7 +295,8 @@ def _compile_policies(
     """The policy fields of a rule (SPEC §5 "Policies"), checked against each other."""
     out: dict[str, Any] = {}
     if data.get("exempt") is True:
-        extra = sorted(set(data) & {"tier", "tiers", "count", "ban", "lease", "allow", "deny"})
+        policy_keys = {"tier", "tiers", "count", "ban", "lease", "allow", "deny", "charge", "unit"}
+        extra = sorted(set(data) & policy_keys)
         if extra:
             raise ConfigError(f"{where}{extra[0]}: an exempt rule takes no policy")
         return out
@@ -323,6 +328,9 @@ def _compile_policies(
             )
     if "ban" in data:
         out["ban"] = _option(where, "ban", parse_ban, data["ban"])
+    for option, parse in (("charge", parse_charge), ("unit", parse_unit)):
+        if option in data:
+            out[option] = _option(where, option, parse, data[option])
     for option in ("allow", "deny"):
         if option in data:
             out[option] = _option(where, option, parse_networks, data[option])
@@ -606,7 +614,7 @@ def load_config(
 
 
 def async_settings(cfg: Config, identity: ClientIdentity) -> tuple[str, ...]:
-    """Where ``cfg`` names an ``async def`` key, tier or cost function
+    """Where ``cfg`` names an ``async def`` key, tier, cost or charge function
     (``"<source>: rules[0].key"``, ...): a blocking adapter refuses them at start-up."""
     found = []
     if is_async_callable(compile_key(cfg.key, identity)):
@@ -619,4 +627,6 @@ def async_settings(cfg: Config, identity: ClientIdentity) -> tuple[str, ...]:
             found.append(where + "tier")
         if callable(rule.cost) and is_async_callable(rule.cost):
             found.append(where + "cost")
+        if rule.charge is not None and is_async_callable(rule.charge.func):
+            found.append(where + "charge")
     return tuple(found)

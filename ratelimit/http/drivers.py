@@ -25,11 +25,11 @@ from ratelimit.limits import Limit
 __all__ = ["AWAIT", "Call", "adrive", "drive", "local_call"]
 
 #: One backend call: the method name (``decide``, ``decide_each``, ``reset``, ``acquire``,
-#: ``release``; the async driver calls the ``a``-prefixed twin) and its arguments.
+#: ``release``, ``charge``; the async driver calls the ``a``-prefixed twin) and its arguments.
 Call = tuple[str, tuple[Any, ...]]
 #: The flow step ``(AWAIT, (awaitable, what, function))``: the value of an ``async def``
-#: ``key``, ``tier`` or ``cost`` function, awaited by the asyncio driver (the blocking one
-#: raises ``TypeError``).
+#: ``key``, ``tier``, ``cost`` or ``charge`` function, awaited by the asyncio driver (the
+#: blocking one raises ``TypeError``).
 AWAIT = "await"
 #: What a driver returns: the flow's value, whether it decided locally, and the kind of the
 #: backend failure that ended it (``None``: it did not fail).
@@ -38,9 +38,9 @@ Driven = tuple[Any, bool, "str | None"]
 
 def local_call(share: dict[Limit, Limit], name: str, args: tuple[Any, ...]) -> Call:
     """The call ``name(*args)`` with every limit replaced by its local share."""
-    if name == "decide":
-        key, limits, cost, consume = args
-        return name, (key, tuple(share.get(lim, lim) for lim in limits), cost, consume)
+    if name == "decide" or name == "charge":  # (key, limits, cost | delta, consume | ms)
+        key, limits, cost, last = args
+        return name, (key, tuple(share.get(lim, lim) for lim in limits), cost, last)
     if name == "decide_each":
         items, consume = args
         return name, ([(k, share.get(lim, lim), c) for k, lim, c in items], consume)

@@ -6,7 +6,7 @@ The data path, top to bottom::
     request      ──► flow      screen, resolve, gates, ONE atomic decide, hold (flow.py,
                                one module per policy in policies/)
                  ──► Outcome   pass (+ headers, + shaping delay) | 429 | 403 | 411 | 503
-    response     ──► settle    counts, slots (flow.settle_flow)
+    response     ──► settle    counts, charges, slots (flow.settle_flows)
 
 The logic is written once, as generators that yield the backend calls they need; the engine
 runs them with one of two drivers (:mod:`ratelimit.http.drivers`): the blocking backend API
@@ -42,12 +42,13 @@ from ratelimit.errors import BackendError, ConfigError
 from ratelimit.http import observing
 from ratelimit.http.config import Config, async_settings, load_config
 from ratelimit.http.drivers import adrive, drive
-from ratelimit.http.flow import decision_flow, settle_flow
+from ratelimit.http.flow import decision_flow, settle_flows
 from ratelimit.http.keys import ClientIdentity, RequestInfo
 from ratelimit.http.keys import refuse_async as _refuse_async
 from ratelimit.http.observing import Observer, TopList
 from ratelimit.http.outcome import OUTCOME_KINDS, PASS, Outcome, Pending, RejectHandler, Verdicts
 from ratelimit.http.plan import LimitBook, Plan, Planner
+from ratelimit.http.policies.charges import Headers, settle_failed
 from ratelimit.http.rejections import RejectionCache, rejection_cache
 from ratelimit.http.reload import ConfigWatch
 
@@ -247,15 +248,17 @@ class Engine:
             observer.observe(plan, request, outcome, time.perf_counter() - start)
         return outcome
 
-    def settle(self, pending: Pending, status: int) -> None:
-        """After the response (blocking drivers): count the ``count`` rules whose statuses
-        match ``status`` (the count always lands, even over the limit: a full limit is filled
-        to its capacity) and give back the concurrency slots."""
-        drive(settle_flow(pending, status), self.backend, self.local, self.book.local)
+    def settle(self, pending: Pending, status: int, headers: Headers = ()) -> None:
+        """After the response (blocking drivers): see :func:`~ratelimit.http.flow.settle_flows`
+        (``headers``: the response's). A backend failure drops what is left (logged)."""
+        for flow in settle_flows(pending, status, headers):
+            settle_failed(pending, drive(flow, self.backend, self.local, self.book.local)[2])
 
-    async def asettle(self, pending: Pending, status: int) -> None:
+    async def asettle(self, pending: Pending, status: int, headers: Headers = ()) -> None:
         """After the response (asyncio): see :meth:`settle`."""
-        await adrive(settle_flow(pending, status), self.backend, self.local, self.book.local)
+        for flow in settle_flows(pending, status, headers):
+            failed = (await adrive(flow, self.backend, self.local, self.book.local))[2]
+            settle_failed(pending, failed)
 
     async def awarm(self) -> None:
         """Connect the backend from the running event loop before the first request (the

@@ -10,10 +10,10 @@
          ─► decide   every other limit in ONE atomic call
          ─► hold     concurrency slots (given back if a later one is refused)
          ─► outcome  headers, 429, …                          outcome.py
-    after the response: settle ─► counts, slots               (settle_flow)
+    after the response: settle ─► counts, charges, slots      (settle_flows)
 
-A plan without policies (no tier, cost function, count, ban, lease or list) takes the first
-line only: one atomic call, or the rejection cache.
+A plan without policies (no tier, cost function, count, ban, lease, list or charge) takes the
+first line only: one atomic call, or the rejection cache.
 
 Several groups are checked in one atomic call, ``decide_each``, on every backend that offers
 it (memory, Redis). Only where the keys of different clients cannot meet in one atomic step
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ratelimit.http.drivers import AWAIT, Call
 from ratelimit.http.outcome import PASS, Outcome, Pending, Verdicts
 from ratelimit.http.policies.bans import route_ban, strike
+from ratelimit.http.policies.charges import Charges, Headers, route_charge, settle_charges
 from ratelimit.http.policies.concurrency import Held, hold, release, route_lease
 from ratelimit.http.policies.costs import resolve_cost
 from ratelimit.http.policies.counting import Counted, route_count, settle_counts
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from ratelimit.http.rules import Rule
     from ratelimit.limits import Limit
 
-__all__ = ["Draft", "FlowContext", "GroupCall", "decision_flow", "settle_flow"]
+__all__ = ["Draft", "FlowContext", "GroupCall", "decision_flow", "settle_flows"]
 
 #: One group's part of a decision: the client key, the limits and the cost.
 GroupCall = tuple[str, tuple["Limit", ...], int]
@@ -64,6 +65,8 @@ class FlowContext(Protocol):
     shadow: bool
     #: Several groups go in one atomic ``decide_each`` call.
     atomic_each: bool
+    #: Its clock (if it has one) times a charge rule's reservation.
+    backend: Any
 
 
 class Draft:
@@ -72,6 +75,7 @@ class Draft:
     __slots__ = (
         "body_limit",
         "calls",
+        "charges",
         "client",
         "counted",
         "decisions",
@@ -103,6 +107,8 @@ class Draft:
         self.shown: list[Limit] | None = None
         self.body_limit: int | None = None
         self.decisions: list[Decision] = []
+        #: The charge rules' reservations, to settle after the response.
+        self.charges: Charges | None = None
 
     def show(self, drop: Sequence[Limit], add: Sequence[Limit]) -> None:
         """List ``add`` instead of ``drop`` in the ``RateLimit-Policy`` header."""
@@ -150,14 +156,17 @@ def _policy_flow(
     outcome = yield from _gates_and_decide(ctx, draft, policies)
     if outcome is not None:
         return outcome
+    if draft.charges is not None:
+        draft.charges.stamp()  # the reservation was decided now
     refusal = yield from hold(draft)
     if refusal is not None:
         return ctx.verdicts.of(policies, request, [refusal], plan)
-    if not draft.decisions:
-        return PASS if draft.body_limit is None else PASS._replace(body_limit=draft.body_limit)
-    outcome = ctx.verdicts.of(policies, request, draft.decisions, plan)
-    if draft.counted or draft.held:
-        outcome = outcome._replace(pending=Pending(tuple(draft.counted), tuple(draft.held)))
+    outcome = PASS
+    if draft.decisions:
+        outcome = ctx.verdicts.of(policies, request, draft.decisions, plan)
+    if draft.counted or draft.held or draft.charges is not None:
+        pending = Pending(tuple(draft.counted), tuple(draft.held), draft.charges)
+        outcome = outcome._replace(pending=pending)
     if draft.body_limit is not None:
         outcome = outcome._replace(body_limit=draft.body_limit)
     return outcome
@@ -179,7 +188,7 @@ def _resolve(ctx: FlowContext, draft: Draft, group: Group) -> Generator[Call, An
     cost = yield from resolve_cost(ctx, draft, group)
     if not isinstance(cost, int):
         return cost  # 411
-    if cost == 0:
+    if cost == 0 and rule.charge is None:
         return None  # weighs nothing: passes uncounted
     key = group.key(draft.request)
     if key.__class__ is not str:  # an async key function's awaitable
@@ -191,7 +200,9 @@ def _resolve(ctx: FlowContext, draft: Draft, group: Group) -> Generator[Call, An
         return None
     if rule.ban is not None:
         route_ban(ctx, draft, key, rule)
-    if rule.count != "all":
+    if rule.charge is not None:
+        route_charge(ctx, draft, key, limits, cost, rule)
+    elif rule.count != "all":
         route_count(draft, key, limits, cost, rule)
     else:
         draft.calls.append((key, limits, cost))
@@ -254,8 +265,16 @@ def _remember(cache: RejectionCache, calls: list[GroupCall], decision: Decision)
             return
 
 
-def settle_flow(pending: Pending, status: int) -> Generator[Call, Any, None]:
+def settle_flows(
+    pending: Pending, status: int, headers: Headers = ()
+) -> tuple[Generator[Call, Any, None], ...]:
     """After the response: count the ``count`` rules whose statuses match ``status`` (the
-    count always lands), and give back the concurrency slots."""
-    yield from settle_counts(pending.counted, status)
-    yield from release(pending.leases)
+    count always lands), charge the ``charge`` rules (from the response ``headers``, or
+    what the application reported), and give back the concurrency slots — three flows,
+    each driven on its own, so that a backend failure in one (a charge) does not keep the
+    others (the slots) from landing."""
+    return (
+        settle_counts(pending.counted, status),
+        settle_charges(pending.charges, status, headers),
+        release(pending.leases),
+    )

@@ -25,6 +25,7 @@ from ratelimit.http.keys import RequestInfo
 
 if TYPE_CHECKING:
     from ratelimit.http.plan import Plan
+    from ratelimit.http.policies.charges import Charges
     from ratelimit.http.policies.concurrency import Held
     from ratelimit.http.policies.counting import Counted
 
@@ -60,6 +61,8 @@ class Pending(NamedTuple):
     counted: tuple[Counted, ...]
     #: Concurrency leases to give back: (key, limit, token).
     leases: tuple[Held, ...]
+    #: ``charge`` rules: their reservations, charged the real cost after the response.
+    charges: Charges | None = None
 
 
 class Outcome(NamedTuple):

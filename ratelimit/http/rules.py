@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ratelimit.errors import ConfigError
 from ratelimit.http.keys import KeySpec, counter_key, key_prefix
-from ratelimit.http.policies import Ban, content_length
+from ratelimit.http.policies import Ban, ChargeSpec, check_charge_rule, content_length
 from ratelimit.limits import Limit
 
 if TYPE_CHECKING:
@@ -204,6 +204,10 @@ class Rule:
         ban: refuse a client that this rule rejected too often (or ``None``).
         allow: client networks this rule never limits.
         deny: client networks this rule always refuses (403).
+        charge: where the real cost of a request comes from after its response
+            (:mod:`ratelimit.http.policies.charges`); ``cost`` is then the reservation.
+        unit: the quota unit shown as ``qu`` in ``RateLimit-Policy`` (``None``: requests,
+            or the unit the rule's cost or algorithm implies).
     """
 
     name: str
@@ -219,6 +223,8 @@ class Rule:
     ban: Ban | None = None
     allow: tuple[IPv4Network | IPv6Network, ...] = ()
     deny: tuple[IPv4Network | IPv6Network, ...] = ()
+    charge: ChargeSpec | None = None
+    unit: str | None = None
     _exact: str | None = field(init=False, repr=False, compare=False)
     _pattern: Pattern | None = field(init=False, repr=False, compare=False)
     _methods: frozenset[str] | None = field(init=False, repr=False, compare=False)
@@ -275,6 +281,8 @@ class Rule:
                     f"cost: {cost} is more than the capacity of {limit} ({limit.capacity}), "
                     "so every request would be rejected"
                 )
+        tiered = [lim for tier in self.tiers.values() for lim in tier or ()]
+        check_charge_rule(self.charge, [*limits, *tiered], self.count, self.is_concurrency)
         if len(limits) == 1:
             names = [self.name]
         else:
@@ -299,6 +307,7 @@ class Rule:
             or self.allow
             or self.deny
             or self.is_concurrency
+            or self.charge is not None
         )
 
     @property
@@ -309,6 +318,8 @@ class Rule:
     @property
     def quota_unit(self) -> str:
         """The unit of the rule's quotas in ``RateLimit-Policy`` (``qu``)."""
+        if self.unit is not None:
+            return self.unit
         if self.is_concurrency:
             return "concurrent-requests"
         if self.cost is content_length:
@@ -367,4 +378,6 @@ class Rule:
             else f"after {self.ban.after} in {self.ban.within:g}s: {self.ban.duration:g}s",
             "allow": [str(n) for n in self.allow],
             "deny": [str(n) for n in self.deny],
+            "charge": None if self.charge is None else self.charge.describe(),
+            "unit": self.quota_unit,
         }

@@ -85,6 +85,19 @@ def test_check_shows_the_policies(run_cli: RunCli, tmp_path: Path) -> None:
     assert "2 in flight (concurrency, lease 60s)" in result.stdout
 
 
+def test_check_shows_charge_and_unit(run_cli: RunCli, tmp_path: Path) -> None:
+    """A charge rule's charge spec and unit appear in its policies cell."""
+    text = (
+        '[[rules]]\nname = "tokens"\npath = "/v1/**"\nlimit = "20000/minute"\n'
+        'algorithm = "token_bucket"\ncost = 500\ncharge = "response-header:X-Tokens"\n'
+        'unit = "tokens"\n'
+    )
+    result = run_cli("check", str(_write(tmp_path, text)))
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if " tokens " in line)
+    assert "charge response-header:x-tokens | unit tokens" in row and " 500 " in row
+
+
 def test_check_accepts_the_example_config(run_cli: RunCli) -> None:
     """The config shipped in ``examples/`` is valid and every rule of it is listed."""
     from ratelimit.http.config import load_config

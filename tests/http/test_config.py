@@ -279,6 +279,8 @@ def test_describe_for_the_cli() -> None:
         "ban": None,
         "allow": [],
         "deny": [],
+        "charge": None,
+        "unit": "requests",
     }
 
 

@@ -45,7 +45,12 @@ _STRUCT_SHIM = Path(__file__).parent.parent / "support" / "struct_shim.lua"
 #: The test modules whose tests run on Redis and on Valkey: parity and exactness, TTLs,
 #: NOSCRIPT reloads, outages and the mapping of failures.
 VALKEY_MODULES = frozenset(
-    {"tests.redis.test_script", "tests.redis.test_server", "tests.redis.test_faults"}
+    {
+        "tests.redis.test_script",
+        "tests.redis.test_charges",
+        "tests.redis.test_server",
+        "tests.redis.test_faults",
+    }
 )
 #: The two server kinds, the Valkey one marked ``valkey`` (a skip fails CI).
 SERVER_KINDS = ["redis", pytest.param("valkey", marks=pytest.mark.valkey)]

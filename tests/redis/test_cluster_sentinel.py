@@ -115,6 +115,29 @@ async def test_cluster_asyncio_pipelined_decisions_are_exact(
     await backend.aclose()
 
 
+async def test_cluster_charges_land_in_the_key_slot(redis_cluster_setup: RedisCluster) -> None:
+    """Charges on a Cluster (sync and asyncio, keys of every slot, two limits at once): a
+    debt past the limit is read by the next decision, whatever node holds the key."""
+    backend = RedisBackend.from_url(
+        redis_cluster_setup.url, prefix="charge:", clock=lambda: 70.0, timeout=5
+    )
+    limits = [
+        Limit("10/minute", algorithm="token_bucket", name="a"),
+        Limit("10/minute", algorithm="fixed_window", name="b"),
+    ]
+    for i, key in enumerate(HOSTILE):
+        assert all(d.allowed for d in backend.decide(key, limits, 1))
+        if i % 2:
+            await backend.acharge(key, limits, 14, 0)
+        else:
+            backend.charge(key, limits, 14, 0)
+        decisions = backend.decide(key, limits, 0, False)
+        assert [d.allowed for d in decisions] == [False, False], key
+        assert decisions[0].retry_after >= 30.0  # 5 tokens owed at 10 a minute, at least
+    await backend.aclose()
+    backend.close()
+
+
 def test_sentinel_decisions_are_exact(redis_sentinel_setup: RedisSentinel) -> None:
     """Through a Sentinel URL, threads get exactly L, and the state lives on the master."""
     import redis

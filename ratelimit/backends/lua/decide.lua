@@ -16,7 +16,8 @@
 --                 keep (true when the key's TTL already ends at expires: SET ... KEEPTTL),
 --                 add (true when, besides, the key holds a number and new is that number
 --                 plus cost: INCRBY, which keeps the TTL and converts no number to text);
---                 and span, 2 more than the largest reset or retry it can give (the reply).
+--                 and span, 2 more than the largest reset or retry it can give (the reply;
+--                 a debt can make them larger: then the reply is the text form).
 --
 -- The blocks appear twice: in the one-limit path (most decisions: no tables, no loop) and
 -- in the loop over several limits.
@@ -92,7 +93,7 @@ if n == 1 then
       redis.call('SET', KEYS[1], new, 'PX', ttl)
     end
   end
-  if delay == 0 then -- answer(...), inline: most decisions end here
+  if delay == 0 and reset < span and retry < span - 1 then -- answer(...), inline: most end here
     local packed = remaining * span + reset
     if allowed == 0 then
       packed = -1 - (packed * span + retry + 1)
@@ -106,7 +107,7 @@ end
 
 -- the reply for one limit (see above)
 local function answer(allowed, remaining, reset, retry, delay, span)
-  if delay == 0 then
+  if delay == 0 and reset < span and retry < span - 1 then
     local packed = remaining * span + reset
     if allowed == 0 then
       packed = -1 - (packed * span + retry + 1)

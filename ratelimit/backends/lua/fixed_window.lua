@@ -1,7 +1,8 @@
 -- fixed_window: mirrors ratelimit/algorithms/fixed_window.py. State: window index and count
 -- as one decimal number, the count fmt - 1 digits wide ("<window><count>"; fmt is 10^digits):
 -- window * fmt + count, which Redis stores as an integer. Read and written as a Lua number
--- while that stays below 2^53 (exact), else through its digits.
+-- while that stays below 2^53 (exact), else through its digits. A debt (a count above the
+-- limit, after a charge) is the text "d<window>:<count>" (charge.lua).
 local window = floor(now / period)
 if window * period > now then -- (a double quotient may round up to the next integer)
   window = window - 1
@@ -26,6 +27,17 @@ if state then
     keep = true
   end
 end
+if state and not keep and string.byte(state) == 100 then
+  -- "d<window>:<count>": a debt (charge.lua), its count above the limit carried into the
+  -- next windows, limit a window
+  local saved, owed = string.match(state, '^d(%d+):(%d+)$')
+  if saved then
+    count = owed - limit * (window - saved)
+    if count < 0 then
+      count = 0
+    end
+  end
+end
 reset = (window + 1) * period - now
 span = period + 2 -- reset and retry stay below period + 1
 if cost <= limit and count + cost <= limit then
@@ -41,6 +53,10 @@ if cost <= limit and count + cost <= limit then
   allowed, remaining, expires = 1, limit - count, (window + 1) * period
 else
   retry = reset
+  if count > limit then -- a debt: windows until it leaves room for cost, until it is paid
+    retry = reset + (cdiv(count + cost - limit, limit) - 1) * period
+    reset = reset + (cdiv(count, limit) - 1) * period
+  end
   if cost > limit then
     retry = -1
   end
@@ -48,4 +64,7 @@ else
     reset = 0
   end
   remaining = limit - count
+  if remaining < 0 then
+    remaining = 0
+  end
 end

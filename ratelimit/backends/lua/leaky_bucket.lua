@@ -2,16 +2,21 @@
 -- scaled by the period. Shapes (delays admitted requests) unless `police` is set; `extra` is
 -- the largest scaled level to queue behind (max_delay), or -1.
 local full = capacity * period
-span = cdiv(full, limit) + 2 -- reset and retry stay below this - 1
-local level = 0
+span = cdiv(full, limit) + 2 -- reset and retry stay below this - 1 (but for a debt)
+-- A state whose time is ahead of now (a debt above the burst after a charge, or another
+-- clock ahead of this one) holds its level plus the drain until then, and is written back at
+-- its own time.
+local level, shift = 0, 0
 if state and #state == struct.size(fmt) then
   local last, saved = struct.unpack(fmt, state)
-  if now < last then -- a clock that went back: no drain, no time travel
-    now = last
-  end
-  level = saved - (now - last) * limit
-  if level < 0 then
-    level = 0
+  if now < last then
+    shift = (last - now) * limit
+    level = saved + shift
+  else
+    level = saved - (now - last) * limit
+    if level < 0 then
+      level = 0
+    end
   end
 end
 local need = cost * period
@@ -24,7 +29,7 @@ if cost <= capacity and level + need <= full and (extra < 0 or level <= extra or
   end
   level = level + need
   reset = cdiv(level, limit)
-  new = struct.pack(fmt, now, level)
+  new = struct.pack(fmt, now + shift / limit, level - shift)
   allowed, expires = 1, now + reset
 else
   retry = -1
@@ -40,4 +45,6 @@ else
   end
   reset = cdiv(level, limit)
 end
-remaining = fdiv(full - level, period)
+if level < full then
+  remaining = fdiv(full - level, period)
+end

@@ -2,7 +2,8 @@
 -- previous count, current count as one decimal number "<window><prev><curr>", the counts
 -- fmt - 1 digits wide (fmt is 10^digits): (window * fmt + prev) * fmt + curr, which Redis
 -- stores as an integer. Read and written as a Lua number while that stays below 2^53
--- (exact), else through its digits.
+-- (exact), else through its digits. A debt (a current count above the limit, after a
+-- charge) is the text "d<window>:<prev>:<curr>" (charge.lua).
 local window = floor(now / period)
 if window * period > now then -- (a double quotient may round up to the next integer)
   window = window - 1
@@ -47,6 +48,26 @@ if state then
     add = small -- and it holds the number base + prev * scale + curr: INCRBY cost
   elseif saved == window - 1 then
     prev = c
+  elseif string.byte(state) == 100 then
+    -- "d<window>:<prev>:<curr>": a debt (charge.lua), the current count above the limit
+    -- carried into the next windows, limit a window
+    local w, dp, dc = string.match(state, '^d(%d+):(%d+):(%d+)$')
+    if w then
+      local ahead = window - w
+      if ahead <= 0 then
+        prev, curr = tonumber(dp), tonumber(dc)
+      else
+        prev, curr = dc - (ahead - 1) * limit, dc - ahead * limit
+        if prev > limit then
+          prev = limit
+        elseif prev < 0 then
+          prev = 0
+        end
+        if curr < 0 then
+          curr = 0
+        end
+      end
+    end
   end
 end
 local free = limit * period - prev * (period - (now - start)) - curr * period
@@ -56,7 +77,9 @@ if admit then
   free = free - cost * period
 end
 reset = 0 -- fresh again once the current count has left the next window's weighting
-if curr > 0 then
+if curr > limit then -- a debt: once it is paid and has left the weighting
+  reset = start + (cdiv(curr, limit) + 1) * period - now
+elseif curr > 0 then
   reset = start + 2 * period - now
 elseif prev > 0 then
   reset = start + period - now
@@ -73,6 +96,17 @@ if admit then
 else
   if cost > limit then
     retry = -1
+  elseif curr > limit then -- a debt: the first window it leaves room in, then the weighting
+    local ahead = cdiv(curr + cost - limit, limit)
+    local then_curr = curr - ahead * limit
+    if then_curr < 0 then
+      then_curr = 0
+    end
+    local then_prev = curr - (ahead - 1) * limit
+    if then_prev > limit then
+      then_prev = limit
+    end
+    retry = start + ahead * period + period - fdiv((limit - then_curr - cost) * period, then_prev) - now
   elseif curr + cost <= limit then
     retry = start + period - fdiv((limit - curr - cost) * period, prev) - now
   else

@@ -49,6 +49,7 @@ from ratelimit.http.config import Config, load_config
 from ratelimit.http.engine import Engine, Outcome, Pending, RejectHandler
 from ratelimit.http.headers import HeaderPairs, Reply
 from ratelimit.http.keys import KeySpec, RequestInfo
+from ratelimit.http.policies.charges import attach
 from ratelimit.limits import Limit
 from ratelimit.rate import Rate
 
@@ -221,8 +222,8 @@ class RateLimitMiddleware:
             return to_response(outcome.reply, request)
         if outcome.delay:
             self.sleep(outcome.delay)
+        pending = _attach(request, outcome.pending)
         response = _finish(self.get_response(request), outcome)
-        pending = outcome.pending
         if pending is not None:
             _settle_after(response, pending, engine)
         return response
@@ -243,22 +244,30 @@ class RateLimitMiddleware:
             return to_response(outcome.reply, request)
         if outcome.delay:
             await self.asleep(outcome.delay)
+        pending = _attach(request, outcome.pending)
         response = _finish(await self.get_response(request), outcome)
-        pending = outcome.pending
         if pending is not None:
             if getattr(response, "streaming", False):
                 _settle_after(response, pending, engine)
             else:
-                await engine.asettle(pending, response.status_code)
+                await engine.asettle(pending, response.status_code, response.items())
         return response
 
 
+def _attach(request: HttpRequest, pending: Pending | None) -> Pending | None:
+    """Leave ``pending``'s charges in ``request.META`` for ``ratelimit.charge(request, n)``."""
+    if pending is not None and pending.charges is not None:
+        attach(request.META, pending.charges)
+    return pending
+
+
 def _settle_after(response: HttpResponseBase, pending: Pending, engine: Engine) -> None:
-    """Settle ``pending`` (count, concurrency lease) once ``response`` is over: now for a
-    plain response; for a streaming one when its content has been sent or abandoned."""
+    """Settle ``pending`` (count, concurrency lease, charge) once ``response`` is over: now
+    for a plain response; for a streaming one when its content has been sent or abandoned."""
     status = response.status_code
+    headers = response.items()
     if not getattr(response, "streaming", False):
-        engine.settle(pending, status)
+        engine.settle(pending, status, headers)
         return
     content: Any = response.streaming_content
     if hasattr(content, "__aiter__"):
@@ -268,7 +277,7 @@ def _settle_after(response: HttpResponseBase, pending: Pending, engine: Engine) 
                 async for chunk in content:
                     yield chunk
             finally:
-                await engine.asettle(pending, status)
+                await engine.asettle(pending, status, headers)
 
         response.streaming_content = astream()
         return
@@ -277,7 +286,7 @@ def _settle_after(response: HttpResponseBase, pending: Pending, engine: Engine) 
         try:
             yield from content
         finally:
-            engine.settle(pending, status)
+            engine.settle(pending, status, headers)
 
     response.streaming_content = stream()
 

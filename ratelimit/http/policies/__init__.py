@@ -7,7 +7,9 @@ runs them (:mod:`ratelimit.http.flow`):
 * :mod:`~ratelimit.http.policies.bans` — ``ban``: gates probed before the decision, strikes after
   a rejection;
 * :mod:`~ratelimit.http.policies.counting` — ``count``: a dry run now, counted after the response;
-* :mod:`~ratelimit.http.policies.concurrency` — slots held while the request runs.
+* :mod:`~ratelimit.http.policies.concurrency` — slots held while the request runs;
+* :mod:`~ratelimit.http.policies.charges` — ``charge``: a reservation now, the real cost
+  charged (or given back) after the response.
 
 Each module owns its config keys (their parsers, called by :mod:`ratelimit.http.config`), its
 part of a request's plan (a ``route_*`` or ``resolve_*`` step) and what it does after the
@@ -18,6 +20,12 @@ so memory and Redis agree on policies exactly as on limits.
 from __future__ import annotations
 
 from ratelimit.http.policies.bans import Ban, parse_ban
+from ratelimit.http.policies.charges import (
+    ChargeSpec,
+    check_charge_rule,
+    parse_charge,
+    parse_unit,
+)
 from ratelimit.http.policies.costs import (
     CostFunc,
     checked_cost,
@@ -32,11 +40,13 @@ from ratelimit.http.policies.tiers import TierFunc, compile_tier
 __all__ = [
     "COUNT_MODES",
     "Ban",
+    "ChargeSpec",
     "CostFunc",
     "Count",
     "Network",
     "Networks",
     "TierFunc",
+    "check_charge_rule",
     "checked_cost",
     "compile_cost",
     "compile_tier",
@@ -45,6 +55,8 @@ __all__ = [
     "declared_length",
     "in_networks",
     "parse_ban",
+    "parse_charge",
     "parse_count",
     "parse_networks",
+    "parse_unit",
 ]
