@@ -324,12 +324,18 @@ class Recorder:
 
     def share_event(self, event: str, units: int, seen: set[int] | None = None) -> None:
         """One share of a limit was ``taken``, ``returned`` or ``expired`` (``units``
-        units): ``ratelimit_shares_total{event}`` (``seen``: see :meth:`backend_error`)."""
-        prom = self.prometheus
+        units): ``ratelimit_shares_total{event}`` and ``ratelimit.shares`` (``seen``: see
+        :meth:`backend_error`)."""
+        prom, otel = self.prometheus, self.otel
         seen = set() if seen is None else seen
         if prom is not None and id(prom) not in seen:
             seen.add(id(prom))
             prom.share(event, units)
+        if otel is not None and id(otel) not in seen:
+            seen.add(id(otel))
+            attrs = {"event": event}
+            otel.shares.add(1, attrs)
+            otel.share_units.add(units, attrs)
 
     def backend_state(self, up: bool) -> None:
         """The backend went down (``False``: its circuit opened) or came back (``True``)."""

@@ -4,7 +4,10 @@ Meter ``"ratelimit"`` (with the package version), instruments:
 
 - ``ratelimit.requests`` — counter, attributes ``rule`` and ``outcome``;
 - ``ratelimit.decision.duration`` — histogram in seconds (unit ``s``), attribute ``backend``;
-- ``ratelimit.backend.errors`` — counter, attributes ``backend`` and ``kind``.
+- ``ratelimit.backend.errors`` — counter, attributes ``backend`` and ``kind``;
+- ``ratelimit.shares`` and ``ratelimit.share.units`` — counters of the shares of limits with
+  ``share`` (Redis) and of their units, attribute ``event`` (``taken``, ``returned``,
+  ``expired``).
 
 With only the API installed the calls are no-ops; an SDK ``MeterProvider`` (set globally, or
 passed as ``MetricsConfig(opentelemetry=provider)``) makes them record.
@@ -21,7 +24,7 @@ __all__ = ["OtelMetrics", "otel_for"]
 
 
 class OtelMetrics:
-    """The three instruments on the meter of ``provider`` (``True``: the global provider)."""
+    """The instruments on the meter of ``provider`` (``True``: the global provider)."""
 
     def __init__(self, provider: Any = True) -> None:
         from ratelimit import __version__
@@ -44,6 +47,16 @@ class OtelMetrics:
             "ratelimit.backend.errors",
             unit="{error}",
             description="Failed backend decisions, by kind.",
+        )
+        self.shares = meter.create_counter(
+            "ratelimit.shares",
+            unit="{share}",
+            description="Shares of limits taken from the backend, returned or expired.",
+        )
+        self.share_units = meter.create_counter(
+            "ratelimit.share.units",
+            unit="{unit}",
+            description="Units of those shares, by event.",
         )
 
 

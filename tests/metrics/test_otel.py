@@ -81,3 +81,23 @@ def test_backend_errors() -> None:
     assert errors == {("redis", "connection"): 1, ("redis", "circuit_open"): 1}
     backend.close()
     provider.shutdown()
+
+
+def test_shares_are_counted_by_event(redis_url: str) -> None:
+    """``ratelimit.shares`` and ``ratelimit.share.units`` by event follow the backend's
+    shares: taken on decisions, returned on close."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    backend = RedisBackend.from_url(redis_url, clock=lambda: 120_000.0)
+    rules = [{"name": "s", "path": "/s", "limit": "1000/hour", "share": 8}]
+    engine = Engine({"metrics": {"opentelemetry": provider}, "rules": rules}, backend=backend)
+    for _ in range(5):
+        assert hit(engine, "/s").kind == "allowed"
+    held = backend.shares.held()
+    backend.close()
+    found = points(reader)
+    shares = {p.attributes["event"]: p.value for p in found["ratelimit.shares"]}
+    units = {p.attributes["event"]: p.value for p in found["ratelimit.share.units"]}
+    assert shares == {"taken": backend.shares.counts["taken"], "returned": 1}
+    assert units == {"taken": 5 + held, "returned": held}
+    provider.shutdown()
