@@ -20,10 +20,9 @@ flood must never be a reason to admit. Anything else raised while deciding — a
 function of the user's, a bug of ours — propagates, so it is a 500 from the framework and
 not a silent fail-open.
 
-A backend built from the config's URL is checked once, when the engine is built
-(:func:`~ratelimit.backends.check_backend`): a Redis or Valkey server that cannot run Lua
-scripts raises :class:`~ratelimit.ConfigError` there, so the app does not start; a server that
-does not answer yet does not stop it (decisions take the ``on_error`` path until it answers).
+A backend built from the config's URL is checked once (:func:`~ratelimit.backends.
+check_backend`): a server that cannot run Lua scripts raises :class:`~ratelimit.ConfigError`,
+so the app does not start; one that does not answer yet takes the ``on_error`` path.
 """
 
 from __future__ import annotations
@@ -256,9 +255,9 @@ class Engine:
 
     async def asettle(self, pending: Pending, status: int, headers: Headers = ()) -> None:
         """After the response (asyncio): see :meth:`settle`."""
+        backend, local, share = self.backend, self.local, self.book.local
         for flow in settle_flows(pending, status, headers):
-            failed = (await adrive(flow, self.backend, self.local, self.book.local))[2]
-            settle_failed(pending, failed)
+            settle_failed(pending, (await adrive(flow, backend, local, share))[2])
 
     async def awarm(self) -> None:
         """Connect the backend from the running event loop before the first request (the
