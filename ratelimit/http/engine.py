@@ -20,9 +20,9 @@ flood must never be a reason to admit. Anything else raised while deciding — a
 function of the user's, a bug of ours — propagates, so it is a 500 from the framework and
 not a silent fail-open.
 
-A backend built from the config's URL is checked once (:func:`~ratelimit.backends.
-check_backend`): a server that cannot run Lua scripts raises :class:`~ratelimit.ConfigError`,
-so the app does not start; one that does not answer yet takes the ``on_error`` path.
+A backend built from the config's URL is checked once (``check_backend``): a server that
+cannot run Lua scripts raises :class:`~ratelimit.ConfigError`, so the app does not start;
+one that does not answer yet takes the ``on_error`` path until it answers.
 """
 
 from __future__ import annotations
