@@ -12,9 +12,15 @@ Run it from the repository root, beside the stub model server::
     uvicorn examples.llm_gateway.model_server:app --port 8001
     uvicorn examples.llm_gateway.gateway:app --port 8000
 
-Environment: ``MODEL_SERVER_URL`` (default ``http://127.0.0.1:8001``), and
+Environment: ``MODEL_SERVER_URL`` (default ``http://127.0.0.1:8001``), ``GATEWAY_API_KEYS``
+(the keys served, comma-separated; default the demo keys of the locust scenario), and
 ``GATEWAY_BACKEND`` to replace the config's ``backend`` (``redis://localhost:6379/0`` when
 several gateway workers must share the budgets).
+
+Budgets belong to *valid* keys only: the rules' key is :func:`client_of`, which names a
+request by its API key when the gateway knows that key, and by its address otherwise — and
+the gateway refuses an unknown key with 401. A client that makes up keys therefore never
+gets a fresh budget: all its attempts count against its address.
 
 The answer is relayed chunk by chunk as it streams. The upstream stream is read by a task of
 its own, not by the response: a client that hangs up mid-answer stops receiving, but the
@@ -39,11 +45,20 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 import ratelimit
 from ratelimit.asgi import RateLimitMiddleware
+from ratelimit.http.keys import RequestInfo
 
-__all__ = ["CONFIG", "app", "usage_of"]
+__all__ = ["API_KEYS", "CONFIG", "api_key", "app", "client_of", "usage_of"]
 
 CONFIG = Path(__file__).with_name("ratelimit.toml")
 UPSTREAM = os.environ.get("MODEL_SERVER_URL", "http://127.0.0.1:8001")
+#: The API keys this gateway serves (a real one would look them up in its key store).
+API_KEYS = frozenset(
+    key.strip()
+    for key in os.environ.get(
+        "GATEWAY_API_KEYS", "sk-light,sk-steady,sk-heavy,sk-bursty,sk-demo"
+    ).split(",")
+    if key.strip()
+)
 
 log = logging.getLogger("llm_gateway")
 
@@ -74,8 +89,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await asyncio.gather(*_relays, return_exceptions=True)
 
 
-app = FastAPI(title="LLM gateway (ratelimit-middleware example)", lifespan=lifespan)
-app.add_middleware(RateLimitMiddleware, config=rate_limit_config())
+def api_key(authorization: str | None) -> str | None:
+    """The API key of an ``Authorization: Bearer <key>`` header, if the gateway serves it."""
+    if authorization is None or not authorization.startswith("Bearer "):
+        return None
+    key = authorization[7:].strip()
+    return key if key in API_KEYS else None
+
+
+def client_of(request: RequestInfo) -> str:
+    """Who pays for a request (the rules' ``key``): its API key when the gateway knows it,
+    else its address — a made-up key buys no budget of its own."""
+    key = api_key(request.header("authorization"))
+    return f"key:{key}" if key is not None else f"addr:{request.peer}"
 
 
 def usage_of(event: bytes) -> int | None:
@@ -147,8 +173,19 @@ async def _drain(
         client_gone.set()
 
 
+app = FastAPI(title="LLM gateway (ratelimit-middleware example)", lifespan=lifespan)
+app.add_middleware(RateLimitMiddleware, config=rate_limit_config())
+
+
 @app.post("/v1/chat/completions", response_model=None)
 async def chat_completions(request: Request) -> Response:
+    if api_key(request.headers.get("authorization")) is None:
+        ratelimit.charge(request, 0)  # nothing generated: the reservation goes back
+        return JSONResponse(
+            {"error": {"message": "unknown API key"}},
+            status_code=401,
+            headers={"www-authenticate": "Bearer"},
+        )
     body = await request.body()
     client: httpx.AsyncClient = request.app.state.upstream
     outgoing = client.build_request(

@@ -45,10 +45,16 @@ def model_url() -> Iterator[str]:
         yield url
 
 
+#: The API keys the gateway under test serves (``GATEWAY_API_KEYS``).
+KEYS = "sk-light,sk-steady,sk-heavy,sk-bursty,sk-intact,sk-heavy-test,sk-light-test,"
+KEYS += "sk-small,sk-gone,sk-redis"
+
+
 @pytest.fixture(scope="module")
 def gateway_url(model_url: str) -> Iterator[str]:
     """The gateway as shipped (memory backend)."""
-    with server_process(GATEWAY, cwd=str(ROOT), env={"MODEL_SERVER_URL": model_url}) as url:
+    env = {"MODEL_SERVER_URL": model_url, "GATEWAY_API_KEYS": KEYS}
+    with server_process(GATEWAY, cwd=str(ROOT), env=env) as url:
         yield url
 
 
@@ -137,6 +143,23 @@ def test_a_key_in_debt_waits_and_other_keys_do_not(gateway_url: str) -> None:
     assert answer(lines)[2]
 
 
+def test_made_up_keys_buy_no_budget(gateway_url: str) -> None:
+    """An attacker inventing a new API key for every request: each is refused with 401, and
+    all of them count against the address's one budget of 60 requests a minute, not against
+    60 fresh ones."""
+    statuses = []
+    for i in range(61):
+        response = httpx.post(
+            f"{gateway_url}/v1/chat/completions",
+            json={"messages": [], "max_tokens": 1},
+            headers={"authorization": f"Bearer sk-made-up-{i}"},
+            timeout=30,
+        )
+        statuses.append(response.status_code)
+    assert statuses[:60] == [401] * 60
+    assert statuses[60] == 429
+
+
 def test_what_was_not_used_is_given_back(gateway_url: str) -> None:
     """Twelve answers of 14 tokens: 168 charged in all. Had the 500 reserved by each stayed
     charged, the bucket (4,000) would have refused the ninth."""
@@ -179,10 +202,13 @@ def test_the_token_counter_drops_by_the_usage(model_url: str) -> None:
 
     config = load_config(EXAMPLE / "ratelimit.toml")
     rule = config.rule("tokens")
-    spec = config.key_of(rule)
-    counter = rule.counter_key("Bearer sk-redis", kind=spec if isinstance(spec, str) else None)
+    counter = config.counter_key(rule, "key:sk-redis")
     with redis_server() as redis:
-        env = {"MODEL_SERVER_URL": model_url, "GATEWAY_BACKEND": redis.url}
+        env = {
+            "MODEL_SERVER_URL": model_url,
+            "GATEWAY_BACKEND": redis.url,
+            "GATEWAY_API_KEYS": KEYS,
+        }
         with server_process(GATEWAY, cwd=str(ROOT), env=env) as url:
             limiter = Limiter(backend_from_url(redis.url))
             try:
