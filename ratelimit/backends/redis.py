@@ -832,6 +832,12 @@ class RedisBackend:
     def _charge_request(
         self, key: str, limits: Sequence[Limit], delta: int, elapsed_ms: int
     ) -> tuple[list[bytes], list[bytes]]:
+        for limit in limits:
+            if limit.share is not None or limit.algorithm in ("sliding_log", "concurrency"):
+                raise ConfigError(
+                    f"{limit}: a {limit.algorithm} limit"
+                    f"{' with share' if limit.share is not None else ''} takes no charge"
+                )
         base = self._prefix + key_tag(key)
         specs = [limit_spec(limit) for limit in limits]
         keys = [base + spec.suffix for spec in specs]

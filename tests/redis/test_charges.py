@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ratelimit import Limit, MemoryBackend, RedisBackend
+from ratelimit import ConfigError, Limit, MemoryBackend, RedisBackend
 from tests.conftest import FakeClock
 from tests.core.strategies import limits as any_limit
 
@@ -140,3 +140,24 @@ def test_a_give_back_never_lands_in_a_later_window(script_client: Any, algorithm
         before = backend.decide("k", [limit], 0, False)[0].remaining
         backend.charge("k", [limit], -5, 60_000)
         assert backend.decide("k", [limit], 0, False)[0].remaining == before
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [
+        Limit("10/minute", "sliding_log", name="log"),
+        Limit("10/minute", "token_bucket", share=4, name="shared"),
+    ],
+)
+def test_a_limit_without_a_debt_form_takes_no_charge(script_client: Any, limit: Limit) -> None:
+    """The sliding log and a limit with a share have no form for a debt: charging them on
+    Redis is a ConfigError (the config refuses such rules at load; this guards the API)."""
+    backend = _backend(script_client, FakeClock())
+    with pytest.raises(ConfigError, match="takes no charge"):
+        backend.charge("k", [limit], 3, 0)
+
+
+def test_the_sliding_log_takes_no_charge_in_memory() -> None:
+    """The memory backend refuses to charge a sliding log too."""
+    with pytest.raises(TypeError, match="cannot carry a debt"):
+        MemoryBackend().charge("k", [Limit("10/minute", "sliding_log", name="log")], 3, 0)
