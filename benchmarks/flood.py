@@ -65,27 +65,47 @@ RATE = "100/minute"
 STATUS_LUA = Path(__file__).with_name("wrk_statuses.lua")
 
 
-def flood_config(redis_url: str, rate: str = RATE, share: int | None = None) -> dict[str, Any]:
+#: The response header the apps send with ``FLOOD_USAGE`` set: what each request really cost.
+USAGE_HEADER = "x-usage"
+
+
+def flood_config(
+    redis_url: str, rate: str = RATE, share: int | None = None, reserve: int | None = None
+) -> dict[str, Any]:
     """The default config plus a Redis backend and one rule per (phase, algorithm); with
     ``share`` (env ``FLOOD_SHARE``), every limit that can take a share takes one (not
-    sliding_log, which refuses it)."""
+    sliding_log, which refuses it); with ``reserve`` (env ``FLOOD_RESERVE``), every rule
+    that can carry a debt reserves that cost and is charged what the response's
+    ``x-usage`` header says (``charge``; sliding_log, which refuses it, is left out)."""
     rules: list[dict[str, Any]] = []
     for phase in PHASES:
         for name, (algorithm, options) in ALGORITHMS.items():
             limit = {"rate": rate, "algorithm": algorithm, **options}
             if share is not None and algorithm != "sliding_log":
                 limit["share"] = share
-            rules.append({"name": f"{phase}-{name}", "path": f"/{phase}/{name}", "limits": [limit]})
+            rule = {"name": f"{phase}-{name}", "path": f"/{phase}/{name}", "limits": [limit]}
+            if reserve is not None:
+                if algorithm == "sliding_log":
+                    continue
+                rule.update(cost=reserve, charge=f"response-header:{USAGE_HEADER}")
+            rules.append(rule)
     return {"backend": redis_url, "rules": rules}
 
 
 def _config_from_env() -> dict[str, Any]:
-    share = os.environ.get("FLOOD_SHARE")
+    share, reserve = os.environ.get("FLOOD_SHARE"), os.environ.get("FLOOD_RESERVE")
     return flood_config(
         os.environ["FLOOD_REDIS_URL"],
         os.environ.get("FLOOD_RATE", RATE),
         int(share) if share else None,
+        int(reserve) if reserve else None,
     )
+
+
+def _usage() -> list[tuple[str, str]]:
+    """The ``x-usage`` header the apps send (``FLOOD_USAGE``), or none."""
+    usage = os.environ.get("FLOOD_USAGE")
+    return [(USAGE_HEADER, usage)] if usage else []
 
 
 def asgi_app() -> Any:
@@ -99,6 +119,7 @@ def asgi_app() -> Any:
             await send({"type": "lifespan.shutdown.complete"})
             return
         headers = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
+        headers += [(k.encode(), v.encode()) for k, v in _usage()]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"ok"})
 
@@ -110,7 +131,8 @@ def wsgi_app() -> Any:
     from ratelimit.wsgi import RateLimitMiddleware
 
     def hello(environ: Any, start_response: Any) -> list[bytes]:
-        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        headers = [("Content-Type", "text/plain"), ("Content-Length", "2"), *_usage()]
+        start_response("200 OK", headers)
         return [b"ok"]
 
     return RateLimitMiddleware(hello, config=_config_from_env())
@@ -190,15 +212,24 @@ class Server:
 
 @contextlib.contextmanager
 def flood_server(
-    stack: str, redis_url: str, workers: int = 4, rate: str = RATE, share: int | None = None
+    stack: str,
+    redis_url: str,
+    workers: int = 4,
+    rate: str = RATE,
+    share: int | None = None,
+    charge: tuple[int, int] | None = None,
 ) -> Iterator[Server]:
-    """A gunicorn flood server until the block ends (``share``: see :func:`flood_config`)."""
+    """A gunicorn flood server until the block ends (``share``: see :func:`flood_config`;
+    ``charge``: (reservation, usage) — every rule reserves the one and is charged the
+    other)."""
     from tests.support.servers import free_port, stop_process, wait_for_port
 
     port = free_port()
     env = {**os.environ, "FLOOD_REDIS_URL": redis_url, "FLOOD_RATE": rate, "PYTHONPATH": str(ROOT)}
     if share is not None:
         env["FLOOD_SHARE"] = str(share)
+    if charge is not None:
+        env["FLOOD_RESERVE"], env["FLOOD_USAGE"] = str(charge[0]), str(charge[1])
     env.pop("PYTHONWARNINGS", None)
     with tempfile.NamedTemporaryFile("w+b", suffix=".log", delete=False) as log:
         proc = subprocess.Popen(

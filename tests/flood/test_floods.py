@@ -9,7 +9,9 @@ each route admits its limit in all, across the four workers:
 * 1,000 requests released at once on one route → exactly the limit (the buckets: plus what
   refills meanwhile), and no circuit-breaker WARNING;
 * a sustained flood (``wrk``, 5 s, 500 connections over the five routes) → the same;
-* Redis paused (``SIGSTOP``) → every request is answered within ``timeout`` + 50 ms.
+* Redis paused (``SIGSTOP``) → every request is answered within ``timeout`` + 50 ms;
+* shares (4 UvicornWorkers, ``share = 16``) and charges (reserve 10, charged 15 after each
+  response) under the same bursts: never more than the limit allows, debts included.
 
 The limits are per hour, so that nothing refills during a test (a bucket refills 100/3600 per
 second) and a fixed window's edge is an hour away (the test waits if it is not).
@@ -32,6 +34,7 @@ from benchmarks.flood import (
     Server,
     burst,
     clear_of_a_minute_edge,
+    flood_config,
     flood_server,
     sequential,
     wrk_floods,
@@ -203,3 +206,51 @@ def test_a_flood_with_shares_stays_within_the_limit(shared_server: Server) -> No
         admitted = f"{name}: {got.line()}\n{shared_server.tail()}"
         assert LIMIT - 4 * (SHARE - 1) <= got.admitted <= _most(name, FLOOD_SECONDS + 10), admitted
     assert shared_server.breaker_lines() == []
+
+
+#: Charges: each request reserves RESERVE units and its response says it cost USAGE.
+RESERVE, USAGE = 10, 15
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def charged_server(request: pytest.FixtureRequest, redis: RedisServer) -> Iterator[Server]:
+    """4 workers of the stack's kind whose rules reserve 10 and are charged 15 after each
+    response (``charge = "response-header:x-usage"``; sliding_log, which refuses it, left out)."""
+    redis.command("FLUSHALL")
+    with flood_server(
+        request.param, redis.url, workers=4, rate=RATE, charge=(RESERVE, USAGE)
+    ) as running:
+        yield running
+
+
+@pytest.mark.parametrize("name", [n for n in ALGORITHMS if n != "log"])
+def test_a_burst_with_charges_never_outruns_the_reservations(
+    charged_server: Server, redis: RedisServer, name: str
+) -> None:
+    """1,000 requests at once, then 100 more, each reserving 10 of 100 and charged 15: every
+    admission needed 10 free units, and every admitted request consumed at least that, so at
+    most 10 are admitted in all; and since each costs 15 once settled, at least 7 (6 × 15 leave
+    room for a 7th). The debt is real: the last requests are refused."""
+    clear_of_a_minute_edge(120.0, PERIOD)
+    began = time.monotonic()
+    got = burst(charged_server.url, f"/burst/{name}", 1000)
+    then = sequential(charged_server.url, f"/burst/{name}", 100)
+    elapsed = time.monotonic() - began
+    assert got.errors == 0 and then.errors == 0, f"{got.line()}\n{charged_server.tail()}"
+    admitted = got.admitted + then.admitted
+    most = _most(name, elapsed) // RESERVE
+    assert math.ceil(LIMIT / USAGE) <= admitted <= most, f"{got.line()} / {then.line()}"
+    assert then.statuses[429] >= 90, then.line()
+    assert got.statuses[503] == 0 and charged_server.breaker_lines() == []
+    # What Redis holds: 15 × admitted > 100 charged, so even a probe finds the key in debt.
+    from ratelimit import RedisBackend
+    from ratelimit.http.config import load_config
+
+    config = load_config(flood_config(redis.url, RATE, reserve=RESERVE))
+    rule = config.rule(f"burst-{name}")
+    backend = RedisBackend.from_url(redis.url)
+    try:
+        probe = backend.decide(config.counter_key(rule, "127.0.0.1"), rule.limits, 0, False)[0]
+    finally:
+        backend.close()
+    assert not probe.allowed and probe.retry_after > 0, probe
