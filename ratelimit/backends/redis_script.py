@@ -38,6 +38,7 @@ __all__ = [
     "decode",
     "key_tag",
     "limit_spec",
+    "read_lua",
     "script_args",
 ]
 
@@ -58,6 +59,17 @@ def _indent(text: str, prefix: str) -> str:
     return "".join(prefix + line if line.strip() else line for line in text.splitlines(True))
 
 
+_INCLUDE = re.compile(r"^( *)-- @include (\w+\.lua)\n", re.MULTILINE)
+
+
+def read_lua(name: str) -> str:
+    """lua/<name>, each ``-- @include <file>`` line replaced by that file (indented alike):
+    code that two scripts share, written once and put in place, with no function to call."""
+    lua = resources.files("ratelimit.backends").joinpath("lua")
+    text = lua.joinpath(name).read_text(encoding="utf-8")
+    return _INCLUDE.sub(lambda m: _indent(read_lua(m.group(2)), m.group(1)), text)
+
+
 def _load_script() -> str:
     """decide.lua with one branch per algorithm file, on the code each limit carries."""
     lua = resources.files("ratelimit.backends").joinpath("lua")
@@ -65,7 +77,7 @@ def _load_script() -> str:
     divide = lua.joinpath("divide.lua").read_text(encoding="utf-8")
     branches: list[str] = []
     for name, code in _CODES.items():
-        body = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+        body = read_lua(f"{name}.lua")
         if "fdiv(" in body or "cdiv(" in body:
             body = divide + body
         test = f"code == {code}"
@@ -91,7 +103,7 @@ SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
 def _with_divide(name: str) -> str:
     """lua/<name> with lua/divide.lua in place of its ``-- @divide`` line."""
     lua = resources.files("ratelimit.backends").joinpath("lua")
-    script = lua.joinpath(name).read_text(encoding="utf-8")
+    script = read_lua(name)
     divide = lua.joinpath("divide.lua").read_text(encoding="utf-8")
     pattern = re.compile(r"^-- @divide\b.*\n", re.MULTILINE)
     script, found = pattern.subn(lambda _: divide, script)

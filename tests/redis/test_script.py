@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 import struct
-from importlib import resources
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from ratelimit import BackendError, ConfigError, Limit, Limiter, MemoryBackend, RedisBackend
 from ratelimit.algorithms import ALGORITHMS
-from ratelimit.backends.redis_script import SCRIPT, key_tag
+from ratelimit.backends.redis_script import SCRIPT, key_tag, read_lua
 from tests.conftest import FakeClock
 from tests.core.scenarios import SCENARIOS
 from tests.core.strategies import limits as any_limit
@@ -112,10 +112,11 @@ def test_redis_follows_scenario_table(script_client: Any, name: str) -> None:
 
 def test_script_holds_every_algorithm_file() -> None:
     """The shipped script is the dispatcher with each rate algorithm's .lua file inserted as
-    a branch, twice (the one-limit path and the loop over several limits), and no shim."""
-    lua = resources.files("ratelimit.backends").joinpath("lua")
+    a branch (its ``-- @include`` lines replaced by the files they name), twice (the
+    one-limit path and the loop over several limits), and no shim."""
     for name in ALGORITHMS:
-        body = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+        body = read_lua(f"{name}.lua")
+        assert not re.search(r"^\s*-- @include ", body, re.MULTILINE), name
         lines = [line.strip() for line in body.splitlines() if line.strip()]
         script = [line.strip() for line in SCRIPT.splitlines()]
         starts = [i for i, line in enumerate(script) if line == lines[0]]

@@ -111,29 +111,7 @@ for i = 1, #KEYS do
     local digits = #fmt - 1
     local prev, curr = 0, 0
     if state and string.byte(state) == 100 then -- a debt
-      local w, p, c
-      if code == 1 then
-        w, c = string.match(state, '^d(%d+):(%d+)$')
-        p = 0
-      else
-        w, p, c = string.match(state, '^d(%d+):(%d+):(%d+)$')
-      end
-      if w then
-        local ahead = window - w
-        if ahead <= 0 then
-          prev, curr = tonumber(p), tonumber(c)
-        else
-          prev, curr = c - (ahead - 1) * limit, c - ahead * limit
-          if prev > limit then
-            prev = limit
-          elseif prev < 0 then
-            prev = 0
-          end
-          if curr < 0 then
-            curr = 0
-          end
-        end
-      end
+      -- @include carried.lua
     elseif state and code == 1 then -- as fixed_window.lua stores it
       local base = window * scale
       if base + scale <= 9007199254740992 then

@@ -27,16 +27,10 @@ if state then
     keep = true
   end
 end
-if state and not keep and string.byte(state) == 100 then
-  -- "d<window>:<count>": a debt (charge.lua), its count above the limit carried into the
-  -- next windows, limit a window
-  local saved, owed = string.match(state, '^d(%d+):(%d+)$')
-  if saved then
-    count = owed - limit * (window - saved)
-    if count < 0 then
-      count = 0
-    end
-  end
+if state and not keep and string.byte(state) == 100 then -- a debt (charge.lua)
+  local prev, curr = 0, 0
+  -- @include carried.lua
+  count = curr
 end
 reset = (window + 1) * period - now
 span = period + 2 -- reset and retry stay below period + 1

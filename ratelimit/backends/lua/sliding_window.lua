@@ -48,26 +48,8 @@ if state then
     add = small -- and it holds the number base + prev * scale + curr: INCRBY cost
   elseif saved == window - 1 then
     prev = c
-  elseif string.byte(state) == 100 then
-    -- "d<window>:<prev>:<curr>": a debt (charge.lua), the current count above the limit
-    -- carried into the next windows, limit a window
-    local w, dp, dc = string.match(state, '^d(%d+):(%d+):(%d+)$')
-    if w then
-      local ahead = window - w
-      if ahead <= 0 then
-        prev, curr = tonumber(dp), tonumber(dc)
-      else
-        prev, curr = dc - (ahead - 1) * limit, dc - ahead * limit
-        if prev > limit then
-          prev = limit
-        elseif prev < 0 then
-          prev = 0
-        end
-        if curr < 0 then
-          curr = 0
-        end
-      end
-    end
+  elseif string.byte(state) == 100 then -- a debt (charge.lua)
+    -- @include carried.lua
   end
 end
 local free = limit * period - prev * (period - (now - start)) - curr * period
