@@ -223,6 +223,9 @@ async def _settling(
         if kind == "http.response.start":
             status = message["status"]
             headers = message.get("headers", ())
+            if not isinstance(headers, list | tuple):  # an iterator: read once, for both
+                headers = list(headers)
+                message = {**message, "headers": headers}
         elif kind == "websocket.accept":
             status = 101
         await sent(message)

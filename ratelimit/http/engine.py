@@ -47,7 +47,7 @@ from ratelimit.http.keys import refuse_async as _refuse_async
 from ratelimit.http.observing import Observer, TopList
 from ratelimit.http.outcome import OUTCOME_KINDS, PASS, Outcome, Pending, RejectHandler, Verdicts
 from ratelimit.http.plan import LimitBook, Plan, Planner
-from ratelimit.http.policies.charges import Headers, settle_failed
+from ratelimit.http.policies.charges import Headers
 from ratelimit.http.rejections import RejectionCache, rejection_cache
 from ratelimit.http.reload import ConfigWatch
 
@@ -251,13 +251,13 @@ class Engine:
         """After the response (blocking drivers): see :func:`~ratelimit.http.flow.settle_flows`
         (``headers``: the response's). A backend failure drops what is left (logged)."""
         for flow in settle_flows(pending, status, headers):
-            settle_failed(pending, drive(flow, self.backend, self.local, self.book.local)[2])
+            drive(flow, self.backend, self.local, self.book.local)
 
     async def asettle(self, pending: Pending, status: int, headers: Headers = ()) -> None:
         """After the response (asyncio): see :meth:`settle`."""
         backend, local, share = self.backend, self.local, self.book.local
         for flow in settle_flows(pending, status, headers):
-            settle_failed(pending, (await adrive(flow, backend, local, share))[2])
+            await adrive(flow, backend, local, share)
 
     async def awarm(self) -> None:
         """Connect the backend from the running event loop before the first request (the

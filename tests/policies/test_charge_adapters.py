@@ -112,6 +112,23 @@ def test_asgi_charges_from_the_response_header() -> None:
     assert deltas(backend) == [150]
 
 
+def test_asgi_charges_from_headers_given_as_an_iterator() -> None:
+    """An app whose ``http.response.start`` headers are a one-shot iterator: the client still
+    gets them (with ours added) and the charge still reads them."""
+    backend = Recording(clock=FakeClock())
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = iter([(b"x-tokens", b"250"), (b"content-type", b"text/plain")])
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = AsgiMiddleware(app, {"rules": [RULE]}, backend=backend)
+    sent = asyncio.run(call_asgi(middleware, http_scope()))
+    assert (b"x-tokens", b"250") in sent[0]["headers"]
+    assert any(name == b"ratelimit-policy" for name, _ in sent[0]["headers"])
+    assert deltas(backend) == [150]
+
+
 def test_asgi_raw_scope_report() -> None:
     """A raw ASGI app reports with ratelimit.charge(scope, n)."""
     backend = Recording(clock=FakeClock())

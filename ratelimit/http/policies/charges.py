@@ -42,7 +42,6 @@ from ratelimit.http.keys import import_callable
 if TYPE_CHECKING:
     from ratelimit.http.flow import Draft, FlowContext
     from ratelimit.http.keys import RequestInfo
-    from ratelimit.http.outcome import Pending
     from ratelimit.http.rules import Rule
     from ratelimit.limits import Limit
 
@@ -60,7 +59,6 @@ __all__ = [
     "parse_unit",
     "route_charge",
     "settle_charges",
-    "settle_failed",
 ]
 
 log = logging.getLogger("ratelimit")
@@ -406,7 +404,11 @@ def settle_charges(
                 value = _checked(func, value)
             measured.append(value)
     for call in charges.take(measured):
-        yield ("charge", call)
+        try:
+            yield ("charge", call)
+        except GeneratorExit:  # the backend failed: the driver closed this step
+            _dropped(charges)
+            raise
 
 
 def _warn_header(rule: str, spec: ChargeSpec, value: str | None) -> None:
@@ -424,22 +426,18 @@ def _warn_header(rule: str, spec: ChargeSpec, value: str | None) -> None:
     )
 
 
-def settle_failed(pending: Pending, kind: str | None) -> None:
-    """A settle the backend failed (``kind``; ``None``: it did not fail): its charges are
-    dropped, the reservations stand. Logged at most once per :data:`FAILURE_LOG_INTERVAL`
-    seconds."""
+def _dropped(charges: Charges) -> None:
+    """A charge the backend failed to land is dropped, the reservations stand. Logged at most
+    once per :data:`FAILURE_LOG_INTERVAL` seconds (the breaker logs the outage itself)."""
     global _last_failure
-    if kind is None or pending.charges is None:
-        return
     now = time.monotonic()
     if now - _last_failure < FAILURE_LOG_INTERVAL:
         return
     _last_failure = now
-    rules = ", ".join(sorted({item[3].name for item in pending.charges.items}))
+    rules = ", ".join(sorted({item[3].name for item in charges.items}))
     log.warning(
-        "charge: the backend failed (%s) while charging rule(s) %s: the charge was dropped "
+        "charge: the backend failed while charging rule(s) %s: the charge was dropped "
         "and the reservation stands (logged at most once per %gs)",
-        kind,
         rules,
         FAILURE_LOG_INTERVAL,
     )
