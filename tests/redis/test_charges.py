@@ -4,8 +4,10 @@ backend), and a debt is read by the decision script as the Python algorithms rea
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
+import logging
 from typing import Any
 
 import pytest
@@ -13,8 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ratelimit import ConfigError, Limit, MemoryBackend, RedisBackend
+from ratelimit.http.engine import Engine
+from ratelimit.http.policies import charges as charges_module
 from tests.conftest import FakeClock
 from tests.core.strategies import limits as any_limit
+from tests.policies.test_policies import Request, run
+from tests.support.redis_server import redis_server
 
 PAD = 10 * 24 * 3600 * 1000  # fake time: keep Redis from expiring keys in real time
 _prefixes = itertools.count()
@@ -161,3 +167,38 @@ def test_the_sliding_log_takes_no_charge_in_memory() -> None:
     """The memory backend refuses to charge a sliding log too."""
     with pytest.raises(TypeError, match="cannot carry a debt"):
         MemoryBackend().charge("k", [Limit("10/minute", "sliding_log", name="log")], 3, 0)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "asyncio"])
+def test_redis_stopped_before_the_settle_drops_the_charges_with_one_warning(
+    asynchronous: bool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests admitted on a live Redis, which then stops before their responses end: every
+    settle returns (no exception: the failure is the backend's, bounded by its timeout and
+    breaker) and one WARNING says the charges were dropped — not one per request."""
+    monkeypatch.setattr(charges_module, "_last_failure", -1e9)
+    rule = {
+        "name": "tokens",
+        "path": "/v1/**",
+        "limit": "20000/minute",
+        "algorithm": "token_bucket",
+        "cost": 100,
+        "charge": "response-header:x-tokens",
+    }
+    with redis_server() as server:
+        backend = RedisBackend.from_url(server.url, timeout=0.2)
+        engine = Engine({"rules": [rule]}, backend=backend)
+        outcomes = [run(engine, Request("POST", "/v1/chat")) for _ in range(20)]
+        assert all(o.pending is not None for o in outcomes)
+        server.stop()
+        with caplog.at_level(logging.WARNING, logger="ratelimit"):
+            for outcome in outcomes:
+                assert outcome.pending is not None
+                if asynchronous:
+                    asyncio.run(engine.asettle(outcome.pending, 200, [(b"x-tokens", b"900")]))
+                else:
+                    engine.settle(outcome.pending, 200, [(b"x-tokens", b"900")])
+        server.start()
+        backend.close()
+    dropped = [r for r in caplog.records if "charge was dropped" in r.getMessage()]
+    assert len(dropped) == 1
