@@ -141,8 +141,7 @@ async def _send(
     sent = loop.time()
     sample.sent = sent - start
     try:
-        async with session.request(method, url, allow_redirects=False) as response:
-            await response.read()
+        response = await _request(session, method, url)
         sample.latency = loop.time() - sent
         sample.status = response.status
         h = response.headers
@@ -162,6 +161,29 @@ async def _send(
         sample.error = _error_kind(exc)
     finally:
         stream.in_flight -= 1
+
+
+async def _request(session: aiohttp.ClientSession, method: str, url: Any) -> Any:
+    """One request, its body read. A keep-alive connection the server closed after its last
+    answer shows as "disconnected" only once reused: an idempotent request (GET, HEAD, ...)
+    that finds it so is sent once more, on a new connection, as browsers do (older aiohttp
+    versions do not do it themselves)."""
+    import aiohttp
+
+    for attempt in (1, 2):
+        try:
+            async with session.request(method, url, allow_redirects=False) as response:
+                await response.read()
+            return response
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            # (not a connection that could not be made: that is no stale connection)
+            stale = not isinstance(exc, aiohttp.ClientConnectorError)
+            if attempt == 2 or not stale or method not in _IDEMPOTENT:
+                raise
+    raise AssertionError("unreachable")
+
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 def _error_kind(exc: BaseException) -> str:
