@@ -975,7 +975,12 @@ class RedisBackend:
         """:meth:`decide` for asyncio code: auto-pipelined with concurrent calls."""
         for limit in limits:
             if limit.share is not None:
-                return await self._ashared([(key, lim, cost) for lim in limits], consume)
+                items = [(key, lim, cost) for lim in limits]
+                # units held cover it (most decisions): no coroutine of the share machinery
+                held = self.shares.take(items, consume, self._share_now()[0])
+                if isinstance(held, list):
+                    return held
+                return await self._ashared(items, consume)
         specs, keys, args = self._request(key, limits, cost, consume)
         return decode(specs, await self._acall(keys, args))
 
