@@ -154,20 +154,23 @@ async def test_a_connection_closed_by_the_server_is_replaced(when: str) -> None:
     out on a new connection and is answered — also when the close only comes once that
     request was sent on the old connection (the race every keep-alive client meets; the
     request is idempotent, so it is sent again on a new connection)."""
-    connections = 0
+    handlers: list[asyncio.Task[None]] = []
 
     async def one_answer_then_close(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        nonlocal connections
-        connections += 1
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-        if when == "when the next request arrives":
-            with contextlib.suppress(asyncio.IncompleteReadError):
-                await reader.readuntil(b"\r\n\r\n")  # read, never answered
-        writer.close()  # keep-alive promised (HTTP/1.1), but the server closes anyway
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            if when == "when the next request arrives":
+                with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                    await reader.readuntil(b"\r\n\r\n")  # read, never answered
+        finally:
+            writer.close()  # keep-alive promised (HTTP/1.1), but the server closes anyway
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
 
     server = await asyncio.start_server(one_answer_then_close, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -176,5 +179,8 @@ async def test_a_connection_closed_by_the_server_is_replaced(when: str) -> None:
     finally:
         server.close()
         await server.wait_closed()
+        # every connection's handler ends here (the client has closed its side), so no
+        # socket is left for the garbage collector to find after the loop has closed
+        await asyncio.gather(*handlers)
     assert [(s.status, s.error) for s in samples] == [(200, None)] * 3
-    assert connections == 3
+    assert len(handlers) == 3  # three connections: each closed one was replaced
