@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import signal
+import time
 from typing import Any
 
 import pytest
@@ -129,6 +132,58 @@ def test_redis_down_spends_the_share_then_fails() -> None:
         with pytest.raises(BackendError):
             backend.decide("k", [limit], 1)
         server.start()
+
+
+async def test_a_stopped_redis_fails_a_grant_and_its_waiters_at_once() -> None:
+    """Redis stops answering (SIGSTOP) while a worker's share is spent: 20 concurrent requests
+    miss, one grant is asked for all of them, and every one fails with a BackendError of kind
+    "timeout" within the bound — none waits for a grant of its own, none is admitted."""
+    with redis_server() as server:
+        assert server.process is not None
+        backend = RedisBackend.from_url(server.url, timeout=0.1, breaker_threshold=1000)
+        limit = _limit("fixed_window", "100000/hour", 16, "stopped")
+        for _ in range(40):  # the share is taken and spent
+            assert (await backend.adecide("k", [limit], 1))[0].allowed
+        asked = backend.shares.asked
+        held = backend.shares.holds("k", limit)
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            got = await asyncio.gather(
+                *(backend.adecide("k", [limit], 1) for _ in range(held + 20)),
+                return_exceptions=True,
+            )
+            elapsed = time.monotonic() - started
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        admitted = [g for g in got if not isinstance(g, BaseException)]
+        failed = [g for g in got if isinstance(g, BackendError)]
+        assert len(admitted) == held and all(d[0].allowed for d in admitted)  # what it held
+        assert len(failed) == 20 and {e.kind for e in failed} == {"timeout"}
+        assert backend.shares.asked == asked + 1  # one grant for all of them
+        assert elapsed < 3.0  # about the timeout, certainly not one timeout each
+        await backend.aclose()
+
+
+async def test_out_of_memory_fails_a_grant_and_its_waiters(
+    redis_url: str, redis_client: Any
+) -> None:
+    """A Redis out of memory refuses the grant's write: the requests waiting for it fail with
+    the same BackendError (kind "oom"), and nothing is admitted beyond what was held."""
+    backend = RedisBackend.from_url(redis_url, breaker_threshold=1000)
+    limit = _limit("sliding_window", "100000/hour", 16, "oom")
+    assert (await backend.adecide("warm", [limit], 1))[0].allowed  # connected, script loaded
+    redis_client.config_set("maxmemory-policy", "noeviction")
+    redis_client.config_set("maxmemory", "1")
+    try:
+        got = await asyncio.gather(
+            *(backend.adecide("fresh", [limit], 1) for _ in range(20)), return_exceptions=True
+        )
+    finally:
+        redis_client.config_set("maxmemory", "0")
+    assert all(isinstance(g, BackendError) and g.kind == "oom" for g in got), got[:3]
+    assert backend.shares.holds("fresh", limit) == 0
+    await backend.aclose()
 
 
 def test_a_flushed_redis_refuses_returns(redis_url: str, redis_client: Any) -> None:
