@@ -975,28 +975,26 @@ class RedisBackend:
         """:meth:`decide` for asyncio code: auto-pipelined with concurrent calls."""
         for limit in limits:
             if limit.share is not None:
-                items = [(key, lim, cost) for lim in limits]
-                # units held cover it (most decisions): no coroutine of the share machinery
-                held = self.shares.take(items, consume, self._share_now()[0])
-                if isinstance(held, list):
-                    return held
-                return await self._ashared(items, consume)
+                shared = self._ashared([(key, lim, cost) for lim in limits], consume)
+                return shared if isinstance(shared, list) else await shared
         specs, keys, args = self._request(key, limits, cost, consume)
         return decode(specs, await self._acall(keys, args))
 
     def _ashared(
         self, items: list[tuple[str, Limit, int]], consume: bool
-    ) -> Awaitable[list[Decision]]:
-        """:meth:`_shared` on the asyncio API (concurrent misses wait for one grant)."""
+    ) -> list[Decision] | Awaitable[list[Decision]]:
+        """:meth:`_shared` on the asyncio API: the decisions at once when the units this
+        worker holds cover them (most decisions: no coroutine of the share machinery), else
+        an awaitable of them (concurrent misses wait for one grant)."""
+        now = self._share_now()
+        bound = self.overload_after
+        fast = self.shares.take(items, consume, now[0], asyncio.get_running_loop(), bound)
+        if isinstance(fast, list):
+            return fast
         return adecide_shares(
-            self.shares,
-            items,
-            consume,
-            self._ashare_call,
-            self._share_now,
-            self.overload_after,
+            self.shares, items, consume, fast, now, self._ashare_call, self._share_now, bound,
             self._report,
-        )
+        )  # fmt: skip
 
     async def _ashare_call(self, name: str, args: tuple[Any, ...]) -> Any:
         if name == "share":
@@ -1038,7 +1036,8 @@ class RedisBackend:
         """:meth:`decide_each` for asyncio code (auto-pipelined like :meth:`adecide`)."""
         for _, limit, _ in items:
             if limit.share is not None:
-                return await self._ashared(list(items), consume)
+                shared = self._ashared(list(items), consume)
+                return shared if isinstance(shared, list) else await shared
         specs, keys, args = self._request_each(items, consume)
         return decode(specs, await self._acall(keys, args))
 

@@ -863,21 +863,20 @@ async def adecide(
     book: ShareBook,
     items: Sequence[Item],
     consume: bool,
+    missed: tuple[asyncio.Future[Decision | None], _Flight] | None,
+    now: tuple[float, int | None],
     call: Callable[[str, Any], Awaitable[Any]],
     clock: Callable[[], tuple[float, int | None]],
     bound: float,
     report: Callable[[BackendError], BackendError],
 ) -> list[Decision]:
-    """A whole asyncio decision: the fast path, a hand-off from the grant in flight, else
+    """An asyncio decision that :meth:`ShareBook.take` (on the running loop, at ``now``)
+    could not take from held units: its hand-off from the grant in flight (``missed``), else
     :meth:`ShareBook.flow` run by :func:`adrive`."""
     loop = asyncio.get_running_loop()
-    now = clock()
-    fast = book.take(items, consume, now[0], loop, bound)
-    if isinstance(fast, list):
-        return fast
     skip = None
-    if fast is not None:
-        handoff, flight = fast
+    if missed is not None:
+        handoff, flight = missed
         try:
             decision = await handoff
         except BackendError as error:

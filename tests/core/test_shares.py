@@ -286,8 +286,15 @@ async def _adecide(
     async def call(name: str, args: Any) -> Any:
         return await redis.call(name, args, now)
 
+    def clock() -> tuple[float, int]:
+        return now / 1000, now
+
+    # as RedisBackend does: held units first, then the hand-off or a grant
     items = [("client", limit, cost)]
-    decisions = await adecide(book, items, True, call, lambda: (now / 1000, now), bound, report)
+    missed = book.take(items, True, clock()[0], asyncio.get_running_loop(), bound)
+    if isinstance(missed, list):
+        return missed[0]
+    decisions = await adecide(book, items, True, missed, clock(), call, clock, bound, report)
     return decisions[0]
 
 
