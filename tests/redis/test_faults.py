@@ -8,9 +8,8 @@ and said nothing about an evicting ``maxmemory-policy``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,20 +32,10 @@ LIMIT = Limit("100/minute")
 
 @pytest.fixture
 def paused(redis_proc: RedisServer) -> Iterator[Callable[[], None]]:
-    """A function that stops the test server (SIGSTOP: it accepts connections and never
-    answers), resumed when the test ends."""
-    stopped = False
-
-    def pause() -> None:
-        nonlocal stopped
-        assert redis_proc.process is not None
-        os.kill(redis_proc.process.pid, signal.SIGSTOP)
-        stopped = True
-
-    yield pause
-    if stopped:
-        assert redis_proc.process is not None
-        os.kill(redis_proc.process.pid, signal.SIGCONT)
+    """A function that stops the test server (it accepts connections and never answers),
+    resumed when the test ends."""
+    with contextlib.ExitStack() as stack:
+        yield lambda: stack.enter_context(redis_proc.frozen())
 
 
 def _backend(url: str, **kwargs: Any) -> RedisBackend:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
-import signal
 import time
 from typing import Any
 
@@ -139,23 +137,19 @@ async def test_a_stopped_redis_fails_a_grant_and_its_waiters_at_once() -> None:
     miss, one grant is asked for all of them, and every one fails with a BackendError of kind
     "timeout" within the bound — none waits for a grant of its own, none is admitted."""
     with redis_server() as server:
-        assert server.process is not None
         backend = RedisBackend.from_url(server.url, timeout=0.1, breaker_threshold=1000)
         limit = _limit("fixed_window", "100000/hour", 16, "stopped")
         for _ in range(40):  # the share is taken and spent
             assert (await backend.adecide("k", [limit], 1))[0].allowed
         asked = backend.shares.asked
         held = backend.shares.holds("k", limit)
-        os.kill(server.process.pid, signal.SIGSTOP)
-        try:
+        with server.frozen():
             started = time.monotonic()
             got = await asyncio.gather(
                 *(backend.adecide("k", [limit], 1) for _ in range(held + 20)),
                 return_exceptions=True,
             )
             elapsed = time.monotonic() - started
-        finally:
-            os.kill(server.process.pid, signal.SIGCONT)
         admitted = [g for g in got if not isinstance(g, BaseException)]
         failed = [g for g in got if isinstance(g, BackendError)]
         assert len(admitted) == held and all(d[0].allowed for d in admitted)  # what it held

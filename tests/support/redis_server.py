@@ -33,6 +33,7 @@ import importlib.util
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -185,6 +186,17 @@ class RedisServer:
                 self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Redis stops answering (SIGSTOP: it still accepts connections, never replies)
+        until the block ends (SIGCONT)."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.process.pid, signal.SIGCONT)
 
     def command(self, *args: str) -> object:
         """Run one command with a short-lived redis-py client (for set-up and checks)."""
